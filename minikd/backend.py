@@ -1,0 +1,152 @@
+"""The array backend: the one place that imports NumPy or CuPy.
+
+Every other module asks this one for the active array module (``xp()``), the default float
+dtype and seeded random generators, so the whole library switches between CPU and GPU here.
+"""
+
+import contextlib
+import os
+
+import numpy
+
+_CUDA_HINT = (
+    'install CuPy with the extra that matches your CUDA toolkit: pip install -e ".[cuda12]" '
+    'or pip install -e ".[cuda13]"'
+)
+_FLOAT_DTYPES = {"float32": numpy.float32, "float64": numpy.float64}
+
+_state = {"name": "numpy", "xp": numpy, "dtype": numpy.float32}
+
+
+def _load_cupy():
+    """Import CuPy and make sure a CUDA device answers; raise a RuntimeError that says what to do."""
+    try:
+        import cupy
+    except ImportError as err:
+        raise RuntimeError(f"backend 'cupy' was requested but CuPy is not installed; {_CUDA_HINT}") from err
+    try:
+        n_devices = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:  # CuPy raises its own CUDARuntimeError / driver errors here
+        raise RuntimeError(f"backend 'cupy' was requested but CUDA is unusable ({err}); {_CUDA_HINT}") from err
+    if n_devices == 0:
+        raise RuntimeError(f"backend 'cupy' was requested but no CUDA device was found; {_CUDA_HINT}")
+    return cupy
+
+
+def use(name):
+    """Select the array module: ``"numpy"`` (CPU) or ``"cupy"`` (CUDA). Returns the module."""
+    if name == "numpy":
+        module = numpy
+    elif name == "cupy":
+        module = _load_cupy()
+    else:
+        raise ValueError(f"backend must be 'numpy' or 'cupy', got {name!r}")
+    _state.update(name=name, xp=module)
+    return module
+
+
+def xp():
+    """The active array module (``numpy`` or ``cupy``)."""
+    return _state["xp"]
+
+
+def name():
+    """The active backend's name: ``"numpy"`` or ``"cupy"``."""
+    return _state["name"]
+
+
+def default_dtype():
+    """The float dtype new tensors get (float32 unless changed with ``set_default_dtype``)."""
+    return _state["dtype"]
+
+
+def set_default_dtype(dtype):
+    """Set the default float dtype: ``"float32"`` or ``"float64"`` (for gradient checks)."""
+    key = numpy.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if key not in _FLOAT_DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    _state["dtype"] = _FLOAT_DTYPES[key]
+
+
+@contextlib.contextmanager
+def default_dtype_as(dtype):
+    """Context manager: use ``dtype`` as the default float dtype inside the block."""
+    previous = _state["dtype"]
+    set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        _state["dtype"] = previous
+
+
+def is_float_dtype(dtype):
+    """True for floating-point dtypes."""
+    return numpy.dtype(dtype).kind == "f"
+
+
+def is_int_dtype(dtype):
+    """True for signed or unsigned integer dtypes."""
+    return numpy.dtype(dtype).kind in "iu"
+
+
+def finfo(dtype):
+    """Machine limits of a float dtype (``numpy.finfo``; valid for CuPy dtypes too)."""
+    return numpy.finfo(dtype)
+
+
+def is_array(x):
+    """True for an array of either backend (NumPy ndarray or CuPy ndarray)."""
+    return isinstance(x, numpy.ndarray) or type(x).__module__.startswith("cupy")
+
+
+def asarray(x, dtype=None):
+    """Convert ``x`` to an array of the active backend without crossing devices.
+
+    Python scalars and lists are accepted; an array of the *other* backend is refused with a
+    TypeError, since a silent copy between host and device hides a slow transfer.
+    """
+    module = _state["xp"]
+    if isinstance(x, numpy.ndarray) and module is not numpy:
+        raise TypeError(
+            "got a NumPy array while the active backend is 'cupy'; move it with cupy.asarray(x) "
+            "or switch with minikd.backend.use('numpy')"
+        )
+    if type(x).__module__.startswith("cupy") and module is numpy:
+        raise TypeError(
+            "got a CuPy array while the active backend is 'numpy'; move it with "
+            "minikd.backend.to_numpy(x) or switch with minikd.backend.use('cupy')"
+        )
+    if dtype is None and not is_array(x) and isinstance(x, (float, list, tuple)):
+        arr = module.asarray(x)
+        return arr.astype(_state["dtype"]) if arr.dtype.kind == "f" else arr
+    return module.asarray(x, dtype=dtype)
+
+
+def to_numpy(x):
+    """A NumPy copy (or view) of an array from either backend, for printing, plotting and saving."""
+    if isinstance(x, numpy.ndarray):
+        return x
+    if type(x).__module__.startswith("cupy"):
+        return x.get()
+    return numpy.asarray(x)
+
+
+def rng(seed):
+    """A seeded random generator of the active backend (same seed, same numbers on CPU)."""
+    if seed is None:
+        raise ValueError("seed must be an integer, got None: every random draw in minikd takes a seed")
+    return _state["xp"].random.default_rng(seed)
+
+
+def synchronize():
+    """Wait for queued device work (a no-op on NumPy); call before reading a timer."""
+    if _state["name"] == "cupy":
+        _state["xp"].cuda.get_current_stream().synchronize()
+
+
+def _from_environment():
+    requested = os.environ.get("MINIKD_BACKEND", "numpy").strip().lower() or "numpy"
+    use(requested)
+
+
+_from_environment()
