@@ -6,6 +6,7 @@ dtype and seeded random generators, so the whole library switches between CPU an
 
 import contextlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy
 
@@ -15,7 +16,7 @@ _CUDA_HINT = (
 )
 _FLOAT_DTYPES = {"float32": numpy.float32, "float64": numpy.float64}
 
-_state = {"name": "numpy", "xp": numpy, "dtype": numpy.float32}
+_state = {"name": "numpy", "xp": numpy, "dtype": numpy.float32, "pool": None}
 
 
 def _load_cupy():
@@ -131,11 +132,32 @@ def to_numpy(x):
     return numpy.asarray(x)
 
 
+def from_numpy(x):
+    """An explicit copy of a NumPy array (or Python data) into the active backend."""
+    return _state["xp"].asarray(x)
+
+
 def rng(seed):
     """A seeded random generator of the active backend (same seed, same numbers on CPU)."""
     if seed is None:
         raise ValueError("seed must be an integer, got None: every random draw in minikd takes a seed")
     return _state["xp"].random.default_rng(seed)
+
+
+def map_blocks(fn, blocks):
+    """``[fn(b) for b in blocks]``, with the blocks run on one thread per CPU core under NumPy.
+
+    NumPy releases the GIL inside its array operations, so independent row blocks of one big
+    array op run in parallel on threads. Under CuPy the GPU is already parallel: the blocks run
+    in order. Results come back in the blocks' order, so sums over them are reproducible.
+    """
+    blocks = list(blocks)
+    if _state["name"] != "numpy" or len(blocks) < 2:
+        return [fn(b) for b in blocks]
+    if _state["pool"] is None:
+        workers = int(os.environ.get("MINIKD_NUM_THREADS", os.cpu_count() or 1))
+        _state["pool"] = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="minikd")
+    return list(_state["pool"].map(fn, blocks))
 
 
 def synchronize():

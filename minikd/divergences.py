@@ -15,10 +15,13 @@ def softmax_parts(x, T=1.0, axis=-1):
 
     log q = s − log Σ exp(s) with every ``s <= 0``, so no exp overflows, for any finite x and T.
     """
+    return softmax_of_shifted(x - x.max(axis=axis, keepdims=True), T, axis)
+
+
+def softmax_of_shifted(shifted, T=1.0, axis=-1):
+    """``softmax_parts`` for logits already shifted by their maximum (``shifted <= 0``)."""
     xp = backend.xp()
-    s = x - x.max(axis=axis, keepdims=True)
-    if T != 1.0:
-        s /= T
+    s = shifted / T
     probs = xp.exp(s)
     total = probs.sum(axis=axis, keepdims=True)
     probs /= total
@@ -26,12 +29,17 @@ def softmax_parts(x, T=1.0, axis=-1):
     return probs, s
 
 
+def _row_dot(a, b):
+    """Σ_j a_ij·b_ij for every row i, in one pass."""
+    return backend.xp().einsum("...j,...j->...", a, b)
+
+
 def forward_kl(p, log_p, q, log_q, beta=None, with_grad=True):
     """KL(p ‖ q) = Σ p (log p − log q), mode covering (Hinton et al., 2015).
 
     dKL/ds = q − p.
     """
-    value = (p * (log_p - log_q)).sum(axis=-1)
+    value = _row_dot(p, log_p - log_q)
     return value, (q - p if with_grad else None)
 
 
@@ -41,7 +49,7 @@ def reverse_kl(p, log_p, q, log_q, beta=None, with_grad=True):
     dKL/ds = q ⊙ (r − KL) with r = log q − log p  (the softmax Jacobian applied to r; its Σq·dr term is 0).
     """
     r = log_q - log_p
-    value = (q * r).sum(axis=-1)
+    value = _row_dot(q, r)
     if not with_grad:
         return value, None
     r -= value[..., None]
@@ -58,8 +66,8 @@ def jsd(p, log_p, q, log_q, beta=0.5, with_grad=True):
     xp = backend.xp()
     log_m = xp.logaddexp(log_p + math.log(beta), log_q + math.log(1.0 - beta))
     kl_qm_terms = log_q - log_m
-    kl_qm = (q * kl_qm_terms).sum(axis=-1)
-    value = beta * (p * (log_p - log_m)).sum(axis=-1) + (1.0 - beta) * kl_qm
+    kl_qm = _row_dot(q, kl_qm_terms)
+    value = beta * _row_dot(p, log_p - log_m) + (1.0 - beta) * kl_qm
     if not with_grad:
         return value, None
     kl_qm_terms -= kl_qm[..., None]

@@ -8,7 +8,7 @@ over row chunks. Logits have shape [..., V]; "positions" are all leading indices
 
 from minikd import backend, validate
 from minikd.autograd import Function, Tensor, data_of
-from minikd.divergences import DIVERGENCES, softmax_parts
+from minikd.divergences import DIVERGENCES, softmax_of_shifted, softmax_parts
 
 CHUNK_ELEMENTS = {"numpy": 1 << 17, "cupy": 1 << 24}  # logits per chunk: cache-sized on CPU, large on GPU
 
@@ -107,10 +107,10 @@ class WeightedLoss(Function):
         v = None if teacher is None else teacher.reshape(z.shape)
         self.grad = xp.empty_like(z) if self.needs_grad else None
         rows = max(1, CHUNK_ELEMENTS[backend.name()] // z.shape[1])
-        total = xp.zeros((), dtype=z.dtype)
-        for start in range(0, z.shape[0], rows):
+
+        def rows_loss(start):
             part = slice(start, start + rows)
-            total = total + _weighted_loss_rows(
+            return _weighted_loss_rows(
                 z[part],
                 None if v is None else v[part],
                 None if targets is None else targets[part],
@@ -119,23 +119,24 @@ class WeightedLoss(Function):
                 T, DIVERGENCES[divergence], beta,
                 None if self.grad is None else self.grad[part],
             )
-        return total
+
+        return sum(backend.map_blocks(rows_loss, range(0, z.shape[0], rows)), xp.zeros((), dtype=z.dtype))
 
     def backward(self, g):
         """dL/dz_r = a_r·(softmax(z_r) − onehot(y_r)) + (b_r/T)·dD/ds_r; already computed in forward.
 
         For forward KL dD/ds = q_T − p_T, so the whole gradient is one closed form.
         """
-        return ((g * self.grad).reshape(self.shape),)
+        return (g * self.grad.reshape(self.shape),)  # a fresh array: the leaf may keep it without a copy
 
 
 def _weighted_loss_rows(z, v, y, a, b, T, divergence, beta, grad):
-    """One chunk of rows: return Σ a·CE + b·D, and write its gradient into ``grad`` (if given)."""
+    """One block of rows: return Σ a·CE + b·D, and write its gradient into ``grad`` (if given)."""
     xp = backend.xp()
     total = xp.zeros((), dtype=z.dtype)
+    shifted = z - z.max(axis=-1, keepdims=True)  # (c, V), every entry <= 0
     if y is not None:  # cross-entropy at T=1: CE = log Σ exp(z − m) − (z_y − m)
         rows = xp.arange(z.shape[0])
-        shifted = z - z.max(axis=-1, keepdims=True)
         unnormalised = xp.exp(shifted)
         norm = unnormalised.sum(axis=-1)
         total = total + (a * (xp.log(norm) - shifted[rows, y])).sum()
@@ -143,8 +144,8 @@ def _weighted_loss_rows(z, v, y, a, b, T, divergence, beta, grad):
             xp.multiply(unnormalised, (a / norm)[:, None], out=grad)
             grad[rows, y] -= a
     if v is not None:
+        q, log_q = softmax_of_shifted(shifted, T)
         p, log_p = softmax_parts(v, T)
-        q, log_q = softmax_parts(z, T)
         values, dD_ds = divergence(p, log_p, q, log_q, beta, with_grad=grad is not None)
         total = total + (b * values).sum()
         if grad is not None:  # chain rule through s = z/T: dD/dz = dD/ds / T

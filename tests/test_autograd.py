@@ -1,0 +1,111 @@
+"""The autograd engine: accumulation, broadcasting, graph hygiene."""
+
+import numpy as np
+import pytest
+
+from minikd import Tensor, backend, no_grad
+
+
+def A(x):
+    return backend.from_numpy(np.asarray(x, dtype=np.float64))
+
+
+def grad_of(t):
+    return backend.to_numpy(t.grad)
+
+
+def test_a_tensor_used_twice_gets_both_contributions():
+    x = Tensor(A([1.0, 2.0, 3.0]), requires_grad=True)
+    (x * x + x).sum().backward()  # d/dx (x² + x) = 2x + 1
+    assert np.allclose(grad_of(x), [3.0, 5.0, 7.0])
+
+
+def test_diamond_graph():
+    x = Tensor(A([0.5, -1.0]), requires_grad=True)
+    y = x.exp()
+    (y * y + y.log()).sum().backward()  # d/dx (e^{2x} + x) = 2e^{2x} + 1
+    assert np.allclose(grad_of(x), 2 * np.exp(2 * np.array([0.5, -1.0])) + 1)
+
+
+def test_broadcasting_is_reduced_to_the_input_shape():
+    a = Tensor(A(np.ones((2, 3))), requires_grad=True)
+    b = Tensor(A(np.ones((3,))), requires_grad=True)
+    c = Tensor(A(np.ones((2, 1))), requires_grad=True)
+    (a * b + c).sum().backward()
+    assert grad_of(b).shape == (3,) and np.allclose(grad_of(b), 2.0)
+    assert grad_of(c).shape == (2, 1) and np.allclose(grad_of(c), 3.0)
+
+
+def test_backward_twice_adds_twice_and_zero_grad_clears():
+    x = Tensor(A([2.0]), requires_grad=True)
+    y = (x * x).sum()
+    y.backward()
+    y.backward()
+    assert np.allclose(grad_of(x), [8.0])
+    x.zero_grad()
+    assert x.grad is None
+
+
+def test_leaf_gradients_are_never_shared_arrays():
+    a = Tensor(A([1.0, 2.0]), requires_grad=True)
+    b = Tensor(A([3.0, 4.0]), requires_grad=True)
+    (a + b).backward(A([1.0, 1.0]))
+    a.grad *= 10  # an optimizer may scale a gradient in place
+    assert np.allclose(grad_of(b), [1.0, 1.0])
+
+
+def test_user_cotangent_is_not_aliased():
+    x = Tensor(A([1.0, 2.0]), requires_grad=True)
+    w = A([1.0, 1.0])
+    x.reshape(2).backward(w)
+    w[0] = 99.0
+    assert np.allclose(grad_of(x), [1.0, 1.0])
+
+
+def test_deep_graph_needs_no_recursion():
+    x = Tensor(A([1.0]), requires_grad=True)
+    y = x
+    for _ in range(5000):
+        y = y + 0.0
+    y.sum().backward()
+    assert np.allclose(grad_of(x), [1.0])
+
+
+def test_no_grad_records_nothing():
+    x = Tensor(A([1.0]), requires_grad=True)
+    with no_grad():
+        y = x * 2
+    assert not y.requires_grad
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        y.backward()
+
+
+def test_detach_cuts_the_graph():
+    x = Tensor(A([3.0]), requires_grad=True)
+    (x * x.detach()).sum().backward()  # only the first factor carries gradient
+    assert np.allclose(grad_of(x), [3.0])
+
+
+def test_python_numbers_keep_float32():
+    x = Tensor(backend.from_numpy(np.ones(3, dtype=np.float32)), requires_grad=True)
+    y = (2.0 * x + 1) / 3.0 - 0.5
+    assert y.dtype == np.float32
+
+
+def test_backward_argument_errors():
+    x = Tensor(A([1.0, 2.0]), requires_grad=True)
+    with pytest.raises(ValueError, match="one-element tensor, got shape \\(2,\\)"):
+        (x * 2).backward()
+    with pytest.raises(ValueError, match="grad has shape \\(3,\\)"):
+        (x * 2).backward(A([1.0, 1.0, 1.0]))
+    with pytest.raises(TypeError, match="only float tensors can require grad"):
+        Tensor(backend.from_numpy(np.arange(3)), requires_grad=True)
+    with pytest.raises(TypeError, match="exponent must be a Python number"):
+        x ** x
+
+
+def test_item_and_numpy():
+    t = Tensor(A([[2.5]]))
+    assert t.item() == 2.5 and isinstance(t.numpy(), np.ndarray)
+    with pytest.raises(ValueError, match="one element"):
+        Tensor(A([1.0, 2.0])).item()
