@@ -117,7 +117,8 @@ def asarray(x, dtype=None):
             "got a CuPy array while the active backend is 'numpy'; move it with "
             "minikd.backend.to_numpy(x) or switch with minikd.backend.use('cupy')"
         )
-    if dtype is None and not is_array(x) and isinstance(x, (float, list, tuple)):
+    python_data = isinstance(x, (float, list, tuple)) and not isinstance(x, numpy.generic)  # np.float64 is a float
+    if dtype is None and python_data:
         arr = module.asarray(x)
         return arr.astype(_state["dtype"]) if arr.dtype.kind == "f" else arr
     return module.asarray(x, dtype=dtype)
@@ -158,6 +159,13 @@ def map_blocks(fn, blocks):
         workers = int(os.environ.get("MINIKD_NUM_THREADS", os.cpu_count() or 1))
         _state["pool"] = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="minikd")
     return list(_state["pool"].map(fn, blocks))
+
+
+def ignore_float_errors():
+    """Context manager silencing NumPy's overflow/invalid warnings (for code that checks its result itself)."""
+    if _state["name"] == "numpy":
+        return numpy.errstate(all="ignore")
+    return contextlib.nullcontext()
 
 
 def synchronize():

@@ -110,15 +110,16 @@ class WeightedLoss(Function):
 
         def rows_loss(start):
             part = slice(start, start + rows)
-            return _weighted_loss_rows(
-                z[part],
-                None if v is None else v[part],
-                None if targets is None else targets[part],
-                None if ce_weights is None else ce_weights[part],
-                None if div_weights is None else div_weights[part],
-                T, DIVERGENCES[divergence], beta,
-                None if self.grad is None else self.grad[part],
-            )
+            with backend.ignore_float_errors():  # bad logits surface as a clear error in _weighted_loss
+                return _weighted_loss_rows(
+                    z[part],
+                    None if v is None else v[part],
+                    None if targets is None else targets[part],
+                    None if ce_weights is None else ce_weights[part],
+                    None if div_weights is None else div_weights[part],
+                    T, DIVERGENCES[divergence], beta,
+                    None if self.grad is None else self.grad[part],
+                )
 
         return sum(backend.map_blocks(rows_loss, range(0, z.shape[0], rows)), xp.zeros((), dtype=z.dtype))
 

@@ -1,0 +1,135 @@
+"""NLL, cross-entropy, KL and JSD: gradients, identities, bounds, limits."""
+
+import math
+
+import numpy as np
+import reference
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import betas, logit_pairs, normal, seeds, temperatures
+
+from minikd import Tensor, backend, gradcheck
+from minikd import functional as F
+
+
+def tensor(x, grad=False):
+    return Tensor(backend.from_numpy(np.asarray(x)), requires_grad=grad)
+
+
+def arr(x):
+    return backend.from_numpy(np.asarray(x))
+
+
+def value(t):
+    return t.item()
+
+
+def grad_wrt_student(loss_fn, z):
+    x = tensor(z, grad=True)
+    loss_fn(x).backward()
+    return backend.to_numpy(x.grad)
+
+
+@given(pair=logit_pairs(), T=temperatures, beta=betas, direction=st.sampled_from(["forward", "reverse"]),
+       masked=st.booleans())
+def test_gradients_of_nll_cross_entropy_kl_and_jsd(pair, T, beta, direction, masked):
+    z, v, y, seed = pair
+    mask = arr(np.random.default_rng(seed).random(z.shape[:-1]) < 0.7) if masked else None
+    if mask is not None and not bool(backend.to_numpy(mask).any()):
+        mask = None
+    x = tensor(z, grad=True)
+    gradcheck(lambda x: F.nll_loss(F.log_softmax(x), arr(y)), x)
+    gradcheck(lambda x: F.cross_entropy(x, arr(y)), x)
+    gradcheck(lambda x: F.kl_div(x, arr(v), T=T, direction=direction, mask=mask), x)
+    gradcheck(lambda x: F.jsd(x, arr(v), T=T, beta=beta, mask=mask), x)
+
+
+@given(pair=logit_pairs(), T=temperatures, direction=st.sampled_from(["forward", "reverse"]))
+def test_kl_is_nonnegative_and_zero_iff_equal_up_to_a_row_constant(pair, T, direction):
+    z, v, _, seed = pair
+    assert value(F.kl_div(tensor(z), arr(v), T=T, direction=direction)) >= -1e-12
+    shifted = v + normal(v.shape[:-1] + (1,), seed, 10.0)
+    assert abs(value(F.kl_div(tensor(shifted), arr(v), T=T, direction=direction))) < 1e-12
+
+
+@given(pair=logit_pairs(), T=temperatures)
+def test_kl_matches_its_definition(pair, T):
+    z, v, _, _ = pair
+    p, q = reference.softmax_np(v, T), reference.softmax_np(z, T)
+    forward = (p * (np.log(p) - np.log(q))).sum(-1).mean()
+    reverse = (q * (np.log(q) - np.log(p))).sum(-1).mean()
+    assert np.isclose(value(F.kl_div(tensor(z), arr(v), T=T)), forward, rtol=1e-9, atol=1e-12)
+    assert np.isclose(value(F.kl_div(tensor(z), arr(v), T=T, direction="reverse")), reverse, rtol=1e-9, atol=1e-12)
+
+
+@given(pair=logit_pairs(), T=temperatures)
+def test_forward_kl_gradient_is_q_minus_p_over_T(pair, T):
+    z, v, _, _ = pair
+    n = int(np.prod(z.shape[:-1]))
+    expected = (reference.softmax_np(z, T) - reference.softmax_np(v, T)) / (T * n)
+    assert np.allclose(grad_wrt_student(lambda x: F.kl_div(x, arr(v), T=T), z), expected, atol=1e-12)
+
+
+@given(pair=logit_pairs(), T=temperatures)
+def test_soft_cross_entropy_and_forward_kl_share_a_gradient(pair, T):
+    z, v, _, _ = pair
+    p = Tensor(arr(reference.softmax_np(v, T)))
+
+    def soft_cross_entropy(x):  # −Σ p log q = KL(p ‖ q) + H(p), and H(p) does not depend on the student
+        return -(p * reference.log_softmax(x, T)).sum(axis=-1).mean()
+
+    assert np.allclose(grad_wrt_student(soft_cross_entropy, z),
+                       grad_wrt_student(lambda x: F.kl_div(x, arr(v), T=T), z), atol=1e-12)
+
+
+@given(pair=logit_pairs())
+def test_hinton_high_temperature_limit(pair):
+    """T²·∂KL/∂z → ((z − z̄) − (v − v̄)) / V as T → ∞: distillation becomes logit matching."""
+    z, v, _, _ = pair
+    n, V = int(np.prod(z.shape[:-1])), z.shape[-1]
+    target = ((z - z.mean(-1, keepdims=True)) - (v - v.mean(-1, keepdims=True))) / (V * n)
+    errors = [np.abs(T * T * grad_wrt_student(lambda x: F.kl_div(x, arr(v), T=T), z) - target).max()
+              for T in (1e2, 1e3, 1e4)]
+    assert errors[1] < errors[0] / 5 and errors[2] < errors[1] / 5  # error = O(1/T)
+
+
+@given(pair=logit_pairs(), T=temperatures)
+def test_jsd_is_symmetric_at_one_half_and_bounded_by_log_2(pair, T):
+    z, v, _, _ = pair
+    forward = value(F.jsd(tensor(z), arr(v), T=T, beta=0.5))
+    swapped = value(F.jsd(tensor(v), arr(z), T=T, beta=0.5))
+    assert np.isclose(forward, swapped, rtol=1e-9, atol=1e-14)
+    assert -1e-14 <= forward <= math.log(2) + 1e-12
+
+
+def test_jsd_reaches_log_2_for_disjoint_distributions():
+    z, v = np.array([[50.0, 0.0]]), np.array([[0.0, 50.0]])
+    assert np.isclose(value(F.jsd(tensor(z), arr(v))), math.log(2), rtol=1e-9)
+
+
+@given(pair=logit_pairs(), beta=betas, T=temperatures)
+def test_jsd_matches_its_definition(pair, beta, T):
+    z, v, _, _ = pair
+    p, q = reference.softmax_np(v, T), reference.softmax_np(z, T)
+    m = beta * p + (1 - beta) * q
+    expected = (beta * (p * np.log(p / m)).sum(-1) + (1 - beta) * (q * np.log(q / m)).sum(-1)).mean()
+    assert np.isclose(value(F.jsd(tensor(z), arr(v), T=T, beta=beta)), expected, rtol=1e-8, atol=1e-13)
+
+
+@given(pair=logit_pairs())
+def test_cross_entropy_ignores_positions_and_equals_nll_of_log_softmax(pair):
+    z, _, y, _ = pair
+    kept = y != -100
+    log_q = np.log(reference.softmax_np(z, 1.0))
+    expected = -np.take_along_axis(log_q[kept], y[kept][:, None], axis=-1).mean()
+    assert np.isclose(value(F.cross_entropy(tensor(z), arr(y))), expected, rtol=1e-10)
+    assert np.isclose(value(F.nll_loss(F.log_softmax(tensor(z)), arr(y))), expected, rtol=1e-10)
+
+
+@given(pair=logit_pairs(), seed=seeds)
+def test_teacher_never_receives_a_gradient(pair, seed):
+    z, v, y, _ = pair
+    teacher = tensor(v, grad=True)
+    student = tensor(z, grad=True)
+    (F.distillation_loss(student, teacher, arr(y)) + F.kl_div(student, teacher) + F.jsd(student, teacher)).backward()
+    assert teacher.grad is None and student.grad is not None
