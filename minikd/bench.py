@@ -94,7 +94,7 @@ def kd_loss(N=2048, V=32000, T=2.0, lam=0.5, dtype="float32", repeat=5, seed=0, 
         device = "cuda" if backend.name() == "cupy" else "cpu"
         zt, torch_step = _torch_kd_loss(backend.to_numpy(z), backend.to_numpy(v), backend.to_numpy(y), lam, T, device)
         t_median, t_best = _timed(torch_step, repeat)
-        t_loss = torch_step()
+        t_loss = torch_step().item()
         grad_ours = backend.to_numpy(state["z"].grad)
         grad_torch = zt.grad.cpu().numpy()
         scale = float(abs(grad_torch).max())
