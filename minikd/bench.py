@@ -104,6 +104,8 @@ def kd_loss(N=2048, V=32000, T=2.0, lam=0.5, dtype="float32", repeat=5, seed=0, 
             "loss_rel_diff": abs(float(t_loss) - result["minikd"]["loss"]) / abs(float(t_loss)),
             "grad_max_abs_diff_over_max_grad": float(abs(grad_ours - grad_torch).max()) / scale,
         }
+        result["torch"]["agrees"] = (result["torch"]["loss_rel_diff"] < 1e-5
+                                     and result["torch"]["grad_max_abs_diff_over_max_grad"] < 1e-4)
         result["speedup_vs_torch"] = t_median / median
     _print_kd_loss(result, out)
     return result
@@ -121,8 +123,9 @@ def _print_kd_loss(r, out):
         label = f"torch {t['version']} ({t['device']}, {t['threads']} threads)"
         out(f"  {label:<34s} {t['median_s'] * 1e3:7.1f}ms {t['best_s'] * 1e3:7.1f}ms")
         out(f"  speed-up over PyTorch: {r['speedup_vs_torch']:.2f}x")
+        verdict = "agree" if t["agrees"] else "DISAGREE (tolerances 1e-5 on the loss, 1e-4 on the gradient)"
         out(f"  agreement: loss rel diff {t['loss_rel_diff']:.1e}, "
-            f"grad max abs diff / max |grad| {t['grad_max_abs_diff_over_max_grad']:.1e}")
+            f"grad max abs diff / max |grad| {t['grad_max_abs_diff_over_max_grad']:.1e}: {verdict}")
     out(f"  minikd peak extra memory: {m['peak_extra_bytes'] / 2**20:.1f} MiB "
         f"= {m['peak_extra_logit_buffers']:.2f} logit-sized buffers")
 

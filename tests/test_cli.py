@@ -22,8 +22,7 @@ def test_bench_kd_loss_writes_json(tmp_path, capsys):
     assert result["N"] == 256 and result["V"] == 4000 and result["minikd"]["median_s"] > 0
     assert 0 < result["minikd"]["peak_extra_logit_buffers"] < 3
     if result["torch"] is not None:  # PyTorch is optional: when present, values and gradients must agree
-        assert result["torch"]["loss_rel_diff"] < 1e-5
-        assert result["torch"]["grad_max_abs_diff_over_max_grad"] < 1e-4
+        assert result["torch"]["agrees"]
     assert "kd-loss" in capsys.readouterr().out
 
 
