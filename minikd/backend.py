@@ -90,16 +90,6 @@ def is_int_dtype(dtype):
     return numpy.dtype(dtype).kind in "iu"
 
 
-def finfo(dtype):
-    """Machine limits of a float dtype (``numpy.finfo``; valid for CuPy dtypes too)."""
-    return numpy.finfo(dtype)
-
-
-def is_array(x):
-    """True for an array of either backend (NumPy ndarray or CuPy ndarray)."""
-    return isinstance(x, numpy.ndarray) or type(x).__module__.startswith("cupy")
-
-
 def asarray(x, dtype=None):
     """Convert ``x`` to an array of the active backend without crossing devices.
 

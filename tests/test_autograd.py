@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from minikd import Tensor, backend, no_grad
+from minikd.autograd import is_grad_enabled
 
 
 def A(x):
@@ -74,8 +75,9 @@ def test_deep_graph_needs_no_recursion():
 def test_no_grad_records_nothing():
     x = Tensor(A([1.0]), requires_grad=True)
     with no_grad():
+        assert not is_grad_enabled()
         y = x * 2
-    assert not y.requires_grad
+    assert is_grad_enabled() and not y.requires_grad
     with pytest.raises(RuntimeError, match="does not require grad"):
         y.backward()
 
