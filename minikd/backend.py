@@ -123,6 +123,11 @@ def to_numpy(x):
     return numpy.asarray(x)
 
 
+def unravel_index(flat_index, shape):
+    """The multi-index, as a tuple of Python ints, of element ``flat_index`` in an array of ``shape``."""
+    return tuple(int(i) for i in numpy.unravel_index(int(flat_index), shape))
+
+
 def from_numpy(x):
     """An explicit copy of a NumPy array (or Python data) into the active backend."""
     return _state["xp"].asarray(x)

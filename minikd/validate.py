@@ -68,10 +68,9 @@ def check_finite(name, x):
     xp = backend.xp()
     if bool(xp.isfinite(x).all()):
         return
-    flat = backend.to_numpy(x).reshape(-1)
-    first = int(backend.to_numpy(~xp.isfinite(x)).reshape(-1).argmax())
-    index = tuple(int(i) for i in backend.to_numpy(xp.asarray(xp.unravel_index(first, x.shape))))
-    raise ValueError(f"{name} must be finite, got {flat[first]} at index {index}")
+    first = int((~xp.isfinite(x)).reshape(-1).argmax())
+    value = backend.to_numpy(x.reshape(-1)[first])  # only the offending element leaves the device
+    raise ValueError(f"{name} must be finite, got {value} at index {backend.unravel_index(first, x.shape)}")
 
 
 def check_targets(targets, leading_shape, num_classes, ignore_index):
@@ -82,8 +81,8 @@ def check_targets(targets, leading_shape, num_classes, ignore_index):
         raise ValueError(f"targets must have the logits' leading shape {tuple(leading_shape)}, got {targets.shape}")
     bad = (targets != ignore_index) & ((targets < 0) | (targets >= num_classes))
     if bool(bad.any()):
-        first = int(backend.to_numpy(bad).reshape(-1).argmax())
-        value = int(backend.to_numpy(targets).reshape(-1)[first])
+        first = int(bad.reshape(-1).argmax())
+        value = int(targets.reshape(-1)[first])
         raise ValueError(
             f"targets must be in [0, {num_classes}) or equal ignore_index={ignore_index}, "
             f"got {value} at flat position {first}"
