@@ -75,17 +75,22 @@ class NLLLoss(Function):
         return (grad.reshape(self.shape),)
 
 
+def _mean_weights(keep, empty_message):
+    """Weights 1/N on the N kept positions (flat), 0 elsewhere; a ValueError when N = 0."""
+    count = int(keep.sum())
+    if count == 0:
+        raise ValueError(f"{empty_message}; the mean is undefined")
+    return keep.reshape(-1) / count
+
+
 def _position_weights(targets, leading_shape, num_classes, ignore_index):
     """Flat targets with ignored ones replaced by 0, and weights 1/N_valid on the kept positions."""
-    xp = backend.xp()
     targets = data_of(targets)
     validate.check_targets(targets, leading_shape, num_classes, ignore_index)
     targets = targets.reshape(-1)
     keep = targets != ignore_index
-    count = int(keep.sum())
-    if count == 0:
-        raise ValueError(f"every position is ignored (all targets equal ignore_index={ignore_index}); the mean is undefined")
-    return xp.where(keep, targets, 0), keep / count
+    weights = _mean_weights(keep, f"every position is ignored (all targets equal ignore_index={ignore_index})")
+    return backend.xp().where(keep, targets, 0), weights
 
 
 def nll_loss(log_probs, targets, ignore_index=-100):
@@ -198,10 +203,7 @@ def _divergence_weights(mask, student):
     xp = backend.xp()
     leading = student.shape[:-1]
     keep = xp.ones(leading, dtype=bool) if mask is None else validate.check_mask(data_of(mask), leading)
-    count = int(keep.sum())
-    if count == 0:
-        raise ValueError("mask selects no position; the mean is undefined")
-    return (keep.reshape(-1) / count).astype(student.dtype)
+    return _mean_weights(keep, "mask selects no position").astype(student.dtype)
 
 
 def kl_div(student_logits, teacher_logits, T=1.0, direction="forward", mask=None):
