@@ -1,8 +1,19 @@
-"""The losses composed from primitive Tensor ops: an independent reference for the fused closed forms."""
+"""Test helpers: arrays on the active backend, and the losses composed from primitive Tensor ops
+(an independent reference for the fused closed forms)."""
 
 import numpy as np
 
 from minikd import Tensor, backend
+
+
+def arr(x):
+    """A NumPy array (or Python data) copied to the active backend."""
+    return backend.from_numpy(np.asarray(x))
+
+
+def tensor(x, grad=False):
+    """A Tensor on the active backend."""
+    return Tensor(arr(x), requires_grad=grad)
 
 
 def softmax_np(x, T):

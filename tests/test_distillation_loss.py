@@ -4,14 +4,11 @@ import numpy as np
 import pytest
 import reference
 from hypothesis import given
+from reference import arr
 from strategies import betas, divergences, forms, lams, logit_pairs, seeds, temperatures
 
 from minikd import Tensor, backend, gradcheck
 from minikd import functional as F
-
-
-def arr(x):
-    return backend.from_numpy(np.asarray(x))
 
 
 def loss_and_grad(z, v, y, **kwargs):
@@ -84,7 +81,7 @@ def test_lam_one_is_scaled_divergence_and_ignores_target_values(pair, T, diverge
 @given(pair=logit_pairs(), T=temperatures, divergence=divergences, lam=lams)
 def test_loss_is_affine_in_lam(pair, T, divergence, lam):
     z, v, y, _ = pair
-    at = {l: loss_and_grad(z, v, y, lam=l, T=T, divergence=divergence) for l in (0.0, lam, 1.0)}
+    at = {w: loss_and_grad(z, v, y, lam=w, T=T, divergence=divergence) for w in (0.0, lam, 1.0)}
     assert np.isclose(at[lam][0], (1 - lam) * at[0.0][0] + lam * at[1.0][0], rtol=1e-10, atol=1e-12)
     assert np.allclose(at[lam][1], (1 - lam) * at[0.0][1] + lam * at[1.0][1], rtol=1e-9, atol=1e-14)
 
@@ -92,7 +89,7 @@ def test_loss_is_affine_in_lam(pair, T, divergence, lam):
 @given(pair=logit_pairs(), T=temperatures, divergence=divergences)
 def test_value_and_gradient_converge_linearly_at_both_ends(pair, T, divergence):
     z, v, y, _ = pair
-    ends = {l: loss_and_grad(z, v, y, lam=l, T=T, divergence=divergence) for l in (0.0, 1.0)}
+    ends = {w: loss_and_grad(z, v, y, lam=w, T=T, divergence=divergence) for w in (0.0, 1.0)}
     gap_value = abs(ends[1.0][0] - ends[0.0][0])
     gap_grad = np.abs(ends[1.0][1] - ends[0.0][1]).max()
     for end, toward in ((0.0, 1.0), (1.0, -1.0)):
@@ -103,7 +100,7 @@ def test_value_and_gradient_converge_linearly_at_both_ends(pair, T, divergence):
             assert np.isclose(np.abs(grad - ends[end][1]).max(), eps * gap_grad, rtol=1e-6, atol=1e-14)
 
 
-@given(pair=logit_pairs(), T=temperatures, divergence=divergences, lam_additive=lams.map(lambda l: 4 * l))
+@given(pair=logit_pairs(), T=temperatures, divergence=divergences, lam_additive=lams.map(lambda w: 4 * w))
 def test_additive_form_is_a_rescaled_interpolation(pair, T, divergence, lam_additive):
     """CE + λ'·sD = (1 + λ')·[(1 − λ)·CE + λ·sD] with λ = λ'/(1 + λ')."""
     z, v, y, _ = pair

@@ -6,22 +6,11 @@ import numpy as np
 import reference
 from hypothesis import given
 from hypothesis import strategies as st
+from reference import arr, tensor
 from strategies import betas, logit_pairs, normal, seeds, temperatures
 
 from minikd import Tensor, backend, gradcheck
 from minikd import functional as F
-
-
-def tensor(x, grad=False):
-    return Tensor(backend.from_numpy(np.asarray(x)), requires_grad=grad)
-
-
-def arr(x):
-    return backend.from_numpy(np.asarray(x))
-
-
-def value(t):
-    return t.item()
 
 
 def grad_wrt_student(loss_fn, z):
@@ -47,9 +36,9 @@ def test_gradients_of_nll_cross_entropy_kl_and_jsd(pair, T, beta, direction, mas
 @given(pair=logit_pairs(), T=temperatures, direction=st.sampled_from(["forward", "reverse"]))
 def test_kl_is_nonnegative_and_zero_iff_equal_up_to_a_row_constant(pair, T, direction):
     z, v, _, seed = pair
-    assert value(F.kl_div(tensor(z), arr(v), T=T, direction=direction)) >= -1e-12
+    assert F.kl_div(tensor(z), arr(v), T=T, direction=direction).item() >= -1e-12
     shifted = v + normal(v.shape[:-1] + (1,), seed, 10.0)
-    assert abs(value(F.kl_div(tensor(shifted), arr(v), T=T, direction=direction))) < 1e-12
+    assert abs(F.kl_div(tensor(shifted), arr(v), T=T, direction=direction).item()) < 1e-12
 
 
 @given(pair=logit_pairs(), T=temperatures)
@@ -58,8 +47,8 @@ def test_kl_matches_its_definition(pair, T):
     p, q = reference.softmax_np(v, T), reference.softmax_np(z, T)
     forward = (p * (np.log(p) - np.log(q))).sum(-1).mean()
     reverse = (q * (np.log(q) - np.log(p))).sum(-1).mean()
-    assert np.isclose(value(F.kl_div(tensor(z), arr(v), T=T)), forward, rtol=1e-9, atol=1e-12)
-    assert np.isclose(value(F.kl_div(tensor(z), arr(v), T=T, direction="reverse")), reverse, rtol=1e-9, atol=1e-12)
+    assert np.isclose(F.kl_div(tensor(z), arr(v), T=T).item(), forward, rtol=1e-9, atol=1e-12)
+    assert np.isclose(F.kl_div(tensor(z), arr(v), T=T, direction="reverse").item(), reverse, rtol=1e-9, atol=1e-12)
 
 
 @given(pair=logit_pairs(), T=temperatures)
@@ -96,15 +85,15 @@ def test_hinton_high_temperature_limit(pair):
 @given(pair=logit_pairs(), T=temperatures)
 def test_jsd_is_symmetric_at_one_half_and_bounded_by_log_2(pair, T):
     z, v, _, _ = pair
-    forward = value(F.jsd(tensor(z), arr(v), T=T, beta=0.5))
-    swapped = value(F.jsd(tensor(v), arr(z), T=T, beta=0.5))
+    forward = F.jsd(tensor(z), arr(v), T=T, beta=0.5).item()
+    swapped = F.jsd(tensor(v), arr(z), T=T, beta=0.5).item()
     assert np.isclose(forward, swapped, rtol=1e-9, atol=1e-14)
     assert -1e-14 <= forward <= math.log(2) + 1e-12
 
 
 def test_jsd_reaches_log_2_for_disjoint_distributions():
     z, v = np.array([[50.0, 0.0]]), np.array([[0.0, 50.0]])
-    assert np.isclose(value(F.jsd(tensor(z), arr(v))), math.log(2), rtol=1e-9)
+    assert np.isclose(F.jsd(tensor(z), arr(v)).item(), math.log(2), rtol=1e-9)
 
 
 @given(pair=logit_pairs(), beta=betas, T=temperatures)
@@ -113,7 +102,7 @@ def test_jsd_matches_its_definition(pair, beta, T):
     p, q = reference.softmax_np(v, T), reference.softmax_np(z, T)
     m = beta * p + (1 - beta) * q
     expected = (beta * (p * np.log(p / m)).sum(-1) + (1 - beta) * (q * np.log(q / m)).sum(-1)).mean()
-    assert np.isclose(value(F.jsd(tensor(z), arr(v), T=T, beta=beta)), expected, rtol=1e-8, atol=1e-13)
+    assert np.isclose(F.jsd(tensor(z), arr(v), T=T, beta=beta).item(), expected, rtol=1e-8, atol=1e-13)
 
 
 @given(pair=logit_pairs())
@@ -122,8 +111,8 @@ def test_cross_entropy_ignores_positions_and_equals_nll_of_log_softmax(pair):
     kept = y != -100
     log_q = np.log(reference.softmax_np(z, 1.0))
     expected = -np.take_along_axis(log_q[kept], y[kept][:, None], axis=-1).mean()
-    assert np.isclose(value(F.cross_entropy(tensor(z), arr(y))), expected, rtol=1e-10)
-    assert np.isclose(value(F.nll_loss(F.log_softmax(tensor(z)), arr(y))), expected, rtol=1e-10)
+    assert np.isclose(F.cross_entropy(tensor(z), arr(y)).item(), expected, rtol=1e-10)
+    assert np.isclose(F.nll_loss(F.log_softmax(tensor(z)), arr(y)).item(), expected, rtol=1e-10)
 
 
 @given(pair=logit_pairs(), seed=seeds)

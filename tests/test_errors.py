@@ -2,14 +2,10 @@
 
 import numpy as np
 import pytest
+from reference import arr
 
-from minikd import Tensor, backend
+from minikd import Tensor
 from minikd import functional as F
-
-
-def arr(x):
-    return backend.from_numpy(np.asarray(x))
-
 
 Z = np.random.default_rng(0).standard_normal((2, 3, 5))
 V = np.random.default_rng(1).standard_normal((2, 3, 5))

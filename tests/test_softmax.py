@@ -3,14 +3,11 @@
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
+from reference import tensor
 from strategies import array_shapes, logit_shapes, normal, seeds, temperatures
 
-from minikd import Tensor, backend, gradcheck
+from minikd import backend, gradcheck
 from minikd import functional as F
-
-
-def tensor(x, grad=False):
-    return Tensor(backend.from_numpy(np.asarray(x)), requires_grad=grad)
 
 
 def values(t):
