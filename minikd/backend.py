@@ -133,11 +133,32 @@ def from_numpy(x):
     return _state["xp"].asarray(x)
 
 
-def rng(seed):
-    """A seeded random generator of the active backend (same seed, same numbers on CPU)."""
-    if seed is None:
-        raise ValueError("seed must be an integer, got None: every random draw in minikd takes a seed")
-    return _state["xp"].random.default_rng(seed)
+def host_xp():
+    """The host array module (NumPy), for data generated on the CPU and for files; move with ``from_numpy``."""
+    return numpy
+
+
+def _seed_sequence(seed, keys):
+    if seed is None or isinstance(seed, bool) or not isinstance(seed, (int, numpy.integer)):
+        raise ValueError(f"seed must be an integer, got {seed!r}: every random draw in minikd takes a seed")
+    return numpy.random.SeedSequence([int(seed), *(int(k) for k in keys)]) if keys else int(seed)
+
+
+def rng(seed, *keys):
+    """A seeded random generator of the active backend (same seed and keys, same numbers on CPU).
+
+    ``keys`` (non-negative ints, e.g. a step number) derive independent streams from one seed, so a
+    draw at step t never depends on the draws before it: resuming at step t repeats it exactly.
+    """
+    seq = _seed_sequence(seed, keys)
+    if _state["name"] == "cupy" and keys:
+        seq = int(seq.generate_state(1)[0])
+    return _state["xp"].random.default_rng(seq)
+
+
+def host_rng(seed, *keys):
+    """Like ``rng`` but always a NumPy generator: the built-in corpora are the same on CPU and GPU."""
+    return numpy.random.default_rng(_seed_sequence(seed, keys))
 
 
 def map_blocks(fn, blocks):
