@@ -134,3 +134,170 @@ def write_json(result, path):
     """Write a benchmark's result table as JSON."""
     with open(path, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2)
+
+
+# ---- train-step: one training step of the transformer-lite, beside the same model in PyTorch ---------
+def _step_flops(config, B, S):
+    """Matrix-product flops of one training step (forward 2·m·n·k per product; backward twice that)."""
+    C, L, V = config.n_embd, config.n_layer, config.vocab_size
+    per_token = L * 12 * C * C + V * C  # qkv 3C², proj C², MLP 8C², head V·C multiply-adds per token
+    attention = L * 2 * B * S * S * C  # q kᵀ and A v: S·S·C multiply-adds each, per sequence
+    return 3 * 2 * (B * S * per_token + attention)
+
+
+def _matmul_rate(dtype, n=1024, repeat=5):
+    """The machine's measured rate of one large square matrix product, in flop/s."""
+    a = backend.rng(0).standard_normal((n, n)).astype(dtype)
+    median, _ = _timed(lambda: a @ a, repeat)
+    return 2 * n ** 3 / median
+
+
+def _torch_train_step(model, idx, targets, config):
+    """The same architecture in PyTorch, with minikd's weights, built here: (params, step, loss_fn)."""
+    import torch
+    import torch.nn.functional as tf
+
+    c = model.config
+    device = "cuda" if backend.name() == "cupy" else "cpu"
+    params = {name: torch.tensor(p.numpy(), device=device, requires_grad=True) for name, p in model.named_parameters()}
+    idx_t = torch.as_tensor(backend.to_numpy(idx), device=device)
+    y_t = torch.as_tensor(backend.to_numpy(targets), device=device)
+    B, S = idx_t.shape
+    H, D = c.n_head, c.n_embd // c.n_head
+
+    def loss_fn():
+        x = params["wte.weight"][idx_t] + params["wpe.weight"][:S]  # (B, S, C)
+        for i in range(c.n_layer):
+            p = {k[len(f"blocks.{i}."):]: v for k, v in params.items() if k.startswith(f"blocks.{i}.")}
+            h = tf.layer_norm(x, (c.n_embd,), p["ln1.gamma"], p["ln1.beta"], 1e-5)
+            q, k, v = tf.linear(h, p["attn.qkv.weight"], p["attn.qkv.bias"]).view(B, S, 3, H, D).permute(2, 0, 3, 1, 4)
+            y = tf.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, S, c.n_embd)
+            x = x + tf.linear(y, p["attn.proj.weight"], p["attn.proj.bias"])
+            h = tf.layer_norm(x, (c.n_embd,), p["ln2.gamma"], p["ln2.beta"], 1e-5)
+            h = tf.gelu(tf.linear(h, p["mlp.fc.weight"], p["mlp.fc.bias"]), approximate="tanh")
+            x = x + tf.linear(h, p["mlp.proj.weight"], p["mlp.proj.bias"])
+        x = tf.layer_norm(x, (c.n_embd,), params["ln_f.gamma"], params["ln_f.beta"], 1e-5)
+        head = params["wte.weight"] if c.tie_weights else params["lm_head.weight"]
+        return tf.cross_entropy(tf.linear(x, head).reshape(B * S, -1), y_t.reshape(-1))
+
+    groups = [{"params": [p for p in params.values() if p.ndim >= 2], "weight_decay": config.weight_decay},
+              {"params": [p for p in params.values() if p.ndim < 2], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95), eps=1e-8)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(params.values()), config.grad_clip)
+        optimizer.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return loss
+
+    return params, step, loss_fn
+
+
+def train_step(presets=("tiny", "small", "teacher"), batch_size=32, block_size=32, vocab_size=60, repeat=10,
+               seed=0, profile=False, malloc_tuned=False, out=print):
+    """Tokens per second of one AdamW training step at each preset, minikd beside PyTorch."""
+    from minikd import optim
+    from minikd.model import TransformerLM, preset
+    from minikd.train import TrainConfig
+
+    config = TrainConfig()
+    rate = _matmul_rate(backend.default_dtype())
+    rows = []
+    for name in presets:
+        model = TransformerLM(preset(name, vocab_size, block_size), seed=seed)
+        rng = backend.rng(seed)
+        idx = rng.integers(0, vocab_size, (batch_size, block_size))
+        targets = rng.integers(0, vocab_size, (batch_size, block_size))
+        torch_parts = _torch_reference(model, idx, targets, config)  # before any minikd step changes weights
+        optimizer = config.make_optimizer(model)
+
+        def step():
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(idx), targets)
+            loss.backward()
+            optim.clip_grad_norm(optimizer.params, config.grad_clip)
+            optimizer.step()
+
+        median, best = _timed(step, repeat)
+        tokens = batch_size * block_size
+        row = {"preset": name, "params": model.num_params(), "tokens": tokens, "minikd_median_s": median,
+               "minikd_tokens_per_s": tokens / median, "flops": _step_flops(model.config, batch_size, block_size),
+               "minikd_matmul_fraction": _step_flops(model.config, batch_size, block_size) / median / rate}
+        if torch_parts is not None:
+            _, torch_step, agreement = torch_parts
+            t_median, _ = _timed(torch_step, repeat)
+            row.update(torch_median_s=t_median, torch_tokens_per_s=tokens / t_median, ratio=t_median / median,
+                       **agreement)
+        rows.append(row)
+        if profile:
+            _profile(step, out)
+    result = {"benchmark": "train-step", "backend": backend.name(), "batch_size": batch_size,
+              "block_size": block_size, "vocab_size": vocab_size, "repeat": repeat,
+              "matmul_flops_per_s": rate, "malloc_tuned": malloc_tuned, "rows": rows}
+    _print_train_step(result, out)
+    return result
+
+
+def _torch_reference(model, idx, targets, config):
+    """PyTorch's step and its step-0 agreement with minikd (loss, gradients); None without PyTorch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    params, torch_step, loss_fn = _torch_train_step(model, idx, targets, config)
+    loss_t = loss_fn()
+    loss_t.backward()
+    model.zero_grad()
+    loss = F.cross_entropy(model(idx), targets)
+    loss.backward()
+    worst = 0.0
+    for name, p in model.named_parameters():
+        ours, theirs = backend.to_numpy(p.grad), params[name].grad.cpu().numpy()
+        worst = max(worst, float(abs(ours - theirs).max() / max(abs(theirs).max(), 1e-30)))
+    model.zero_grad()
+    loss_diff = abs(loss.item() - loss_t.item()) / abs(loss_t.item())
+    agreement = {"torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
+                 "loss_rel_diff": loss_diff, "grad_rel_diff": worst,
+                 "agrees": loss_diff < 1e-5 and worst < 1e-4}
+    return params, torch_step, agreement
+
+
+def _profile(step, out, top=12):
+    """Where a step's time goes: the functions with the most own time (cProfile), over 5 steps."""
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(5):
+        step()
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
+    out(text.getvalue().strip())
+
+
+def _print_train_step(r, out):
+    out(f"train-step: forward + backward + AdamW on ({r['batch_size']}, {r['block_size']}) tokens, "
+        f"V={r['vocab_size']}, backend {r['backend']}, median of {r['repeat']}; "
+        f"measured matmul rate {r['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s; "
+        f"freed buffers kept for reuse: {'yes' if r['malloc_tuned'] else 'no (--default-malloc or not glibc)'}")
+    out(f"  {'preset':<8s} {'params':>9s} {'minikd tok/s':>13s} {'of matmul':>9s} {'torch tok/s':>12s} "
+        f"{'minikd/torch':>12s}  agreement (loss, grad)")
+    for row in r["rows"]:
+        line = (f"  {row['preset']:<8s} {row['params']:>9,d} {row['minikd_tokens_per_s']:>13,.0f} "
+                f"{row['minikd_matmul_fraction']:>9.1%}")
+        if "torch_median_s" in row:
+            verdict = "agree" if row["agrees"] else "DISAGREE"
+            line += (f" {row['torch_tokens_per_s']:>12,.0f} {row['ratio']:>11.2f}x  "
+                     f"{row['loss_rel_diff']:.1e}, {row['grad_rel_diff']:.1e} {verdict}")
+        else:
+            line += "  (PyTorch not installed)"
+        out(line)
+    out("  minikd/torch > 1 means minikd's step is faster (ratio of median step times)")

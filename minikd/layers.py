@@ -62,11 +62,18 @@ class LayerNorm(Function):
     def backward(self, g):
         """y = x̂·γ + β, x̂ = (x − μ)/σ: with ĝ = g·γ, dx = (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) / σ;
         dγ = Σ_rows g·x̂, dβ = Σ_rows g."""
-        gh = g * self.gamma
-        dx = self.rstd * (gh - gh.mean(axis=-1, keepdims=True)
-                          - self.xhat * (gh * self.xhat).mean(axis=-1, keepdims=True))
+        xp = backend.xp()
         rows = tuple(range(g.ndim - 1))
-        return dx, (g * self.xhat).sum(axis=rows), g.sum(axis=rows)
+        work = xp.multiply(g, self.xhat)  # in-place steps below: fresh temporaries cost more than the math
+        dgamma = work.sum(axis=rows)
+        dx = g * self.gamma  # ĝ
+        xp.multiply(dx, self.xhat, out=work)  # ĝ·x̂
+        mean_gx = work.mean(axis=-1, keepdims=True)
+        dx -= dx.mean(axis=-1, keepdims=True)  # ĝ − mean(ĝ)
+        xp.multiply(self.xhat, mean_gx, out=work)
+        dx -= work  # − x̂·mean(ĝ·x̂)
+        dx *= self.rstd
+        return dx, dgamma, g.sum(axis=rows)
 
 
 def layer_norm(x, gamma, beta, eps=1e-5):
@@ -82,13 +89,24 @@ _GELU_A = 0.044715
 class GELU(Function):
     def forward(self, x):
         self.x = x
-        self.t = backend.xp().tanh(_GELU_C * (x + _GELU_A * x ** 3))
+        self.t = backend.xp().tanh(_GELU_C * (x + _GELU_A * x * x * x))  # x·x·x: NumPy's power is slow
         return 0.5 * x * (1.0 + self.t)
 
     def backward(self, g):
         """y = ½x(1 + tanh u), u = c(x + a x³): dy/dx = ½(1 + t) + ½x(1 − t²)·c(1 + 3a x²)."""
+        xp = backend.xp()
         x, t = self.x, self.t
-        return (g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _GELU_C * (1.0 + 3.0 * _GELU_A * x * x)),)
+        d = x * x  # in place from here: each fresh temporary of this size costs more than its arithmetic
+        d *= 1.5 * _GELU_A * _GELU_C
+        d += 0.5 * _GELU_C  # ½c(1 + 3a x²)
+        d *= x
+        one_minus_t2 = xp.multiply(t, t)
+        xp.subtract(1.0, one_minus_t2, out=one_minus_t2)
+        d *= one_minus_t2  # ½x(1 − t²)·c(1 + 3a x²)
+        d += 0.5
+        d += xp.multiply(t, 0.5, out=one_minus_t2)  # + ½(1 + t)
+        d *= g
+        return (d,)
 
 
 def gelu(x):
@@ -105,9 +123,11 @@ def causal_softmax(scores):
     xp = backend.xp()
     S = scores.shape[-1]
     future = xp.triu(xp.ones((S, S), dtype=bool), k=1)  # (S, S): key j > query t
-    scores = xp.where(future, -xp.inf, scores)
-    e = xp.exp(scores - scores.max(axis=-1, keepdims=True))  # the diagonal is never masked: max is finite
-    return e / e.sum(axis=-1, keepdims=True)
+    e = xp.where(future, -xp.inf, scores)
+    e -= e.max(axis=-1, keepdims=True)  # the diagonal is never masked, so the max is finite
+    xp.exp(e, out=e)
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
 
 
 class CausalSelfAttention(Function):
@@ -129,7 +149,9 @@ class CausalSelfAttention(Function):
         gy = g.reshape(B, S, H, D).transpose(0, 2, 1, 3)  # (B, H, S, D): undo the head merge
         dv = self.att.transpose(0, 1, 3, 2) @ gy  # (B, H, S, D)
         dA = gy @ self.v.transpose(0, 1, 3, 2)  # (B, H, S, S)
-        ds = self.att * (dA - (dA * self.att).sum(axis=-1, keepdims=True))  # softmax backward; masked → 0
+        ds = dA  # softmax backward, in place: A ⊙ (dA − Σ_j dA·A); masked entries have A = 0
+        ds -= (dA * self.att).sum(axis=-1, keepdims=True)
+        ds *= self.att
         ds *= self.scale
         dq = ds @ self.k  # (B, H, S, D)
         dk = ds.transpose(0, 1, 3, 2) @ self.q  # (B, H, S, D)
