@@ -57,7 +57,17 @@ def _parser():
 
 
 def main(argv=None):
-    args = _parser().parse_args(argv)
+    """Run one command; a ValueError (bad input) is printed as ``minikd: error: ...`` with exit code 2."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except ValueError as err:
+        print(f"minikd: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args):
     if args.backend:
         backend.use(args.backend)
     malloc_tuned = False if args.default_malloc else backend.reuse_freed_memory()
