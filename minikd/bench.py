@@ -197,10 +197,25 @@ def _torch_train_step(model, idx, targets, config):
     return params, step, loss_fn
 
 
+def _minikd_train_step(model, idx, targets, config):
+    """One step as ``minikd.train`` takes it: zero_grad, forward, cross-entropy, backward, clip, AdamW."""
+    from minikd import optim
+
+    optimizer = config.make_optimizer(model)
+
+    def step():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(idx), targets)
+        loss.backward()
+        optim.clip_grad_norm(optimizer.params, config.grad_clip)
+        optimizer.step()
+
+    return step
+
+
 def train_step(presets=("tiny", "small", "teacher"), batch_size=32, block_size=32, vocab_size=60, repeat=10,
                seed=0, profile=False, malloc_tuned=False, out=print):
     """Tokens per second of one AdamW training step at each preset, minikd beside PyTorch."""
-    from minikd import optim
     from minikd.model import TransformerLM, preset
     from minikd.train import TrainConfig
 
@@ -213,16 +228,8 @@ def train_step(presets=("tiny", "small", "teacher"), batch_size=32, block_size=3
         idx = rng.integers(0, vocab_size, (batch_size, block_size))
         targets = rng.integers(0, vocab_size, (batch_size, block_size))
         torch_parts = _torch_reference(model, idx, targets, config)  # before any minikd step changes weights
-        optimizer = config.make_optimizer(model)
-
-        def step():
-            optimizer.zero_grad()
-            loss = F.cross_entropy(model(idx), targets)
-            loss.backward()
-            optim.clip_grad_norm(optimizer.params, config.grad_clip)
-            optimizer.step()
-
-        median, best = _timed(step, repeat)
+        step = _minikd_train_step(model, idx, targets, config)
+        median, _ = _timed(step, repeat)
         tokens = batch_size * block_size
         row = {"preset": name, "params": model.num_params(), "tokens": tokens, "minikd_median_s": median,
                "minikd_tokens_per_s": tokens / median, "flops": _step_flops(model.config, batch_size, block_size),

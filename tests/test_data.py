@@ -104,7 +104,7 @@ def test_text_task(tmp_path):
     path = tmp_path / "poem.txt"
     path.write_text("the quick brown fox jumps over the lazy dog\n" * 20, encoding="utf-8")
     task = data.load_task("text", data=str(path), block_size=8)
-    x, y = task.batch("train", 4, seed=0, step=0)
+    x, _ = task.batch("train", 4, seed=0, step=0)
     assert x.shape == (4, 8)
     assert task.tokenizer.decode(task.tokenizer.encode("lazy fox")) == "lazy fox"
 
