@@ -18,6 +18,39 @@ def _parser():
     check = commands.add_parser("check", help="the distillation loss on random logits and a gradient check of every op")
     check.add_argument("--seed", type=int, default=0)
 
+    demo = commands.add_parser("demo", help="teacher, CE-only student and KD student on the grammar task, compared")
+    demo.add_argument("--out", default="runs/demo", help="folder for report.json, curves and checkpoints")
+    demo.add_argument("--fast", action="store_true", help="tiny sizes: seconds instead of about a minute")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--lam", type=float, default=0.5, help="weight of the distillation term")
+    demo.add_argument("--T", type=float, default=2.0, help="temperature")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    distill = commands.add_parser("distill", help="train a student from a frozen teacher checkpoint")
+    distill.add_argument("--teacher", required=True, metavar="DIR", help="a folder with checkpoint.npz (minikd train --out)")
+    distill.add_argument("--task", choices=("grammar", "addition", "text"), default=None,
+                         help="default: the teacher's own task")
+    distill.add_argument("--data", metavar="FILE", help="a UTF-8 text file (task 'text' only)")
+    distill.add_argument("--student-preset", choices=("tiny", "small", "teacher"), default="small")
+    distill.add_argument("--lam", type=float, default=0.5)
+    distill.add_argument("--lam-end", type=float, default=0.0, help="λ at the last step (with --schedule)")
+    distill.add_argument("--schedule", choices=("constant", "linear", "cosine", "step"), default="constant",
+                         help="how λ moves from --lam to --lam-end")
+    distill.add_argument("--T", type=float, default=2.0)
+    distill.add_argument("--T-end", type=float, default=1.0, help="T at the last step (with --T-schedule)")
+    distill.add_argument("--T-schedule", choices=("constant", "linear", "cosine", "step"), default="constant")
+    distill.add_argument("--divergence", choices=("forward_kl", "reverse_kl", "jsd"), default="forward_kl")
+    distill.add_argument("--form", choices=("interpolate", "additive"), default="interpolate")
+    distill.add_argument("--label-noise", type=float, default=0.0, help="fraction of ground-truth labels corrupted")
+    distill.add_argument("--train-tokens", type=int, default=None, help="grammar: size of the student's corpus")
+    distill.add_argument("--steps", type=int, default=TrainConfig.steps)
+    distill.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    distill.add_argument("--lr", type=float, default=TrainConfig.lr)
+    distill.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
+    distill.add_argument("--seed", type=int, default=0)
+    distill.add_argument("--out", default="runs/distill")
+    distill.add_argument("--quiet", action="store_true")
+
     train = commands.add_parser("train", help="train a model with cross-entropy (this is how a teacher is made)")
     train.add_argument("--task", choices=("grammar", "addition", "text"), default="grammar")
     train.add_argument("--data", metavar="FILE", help="a UTF-8 text file (task 'text' only)")
@@ -75,6 +108,22 @@ def _run(args):
         from minikd import check
 
         return 0 if check.run(seed=args.seed) else 1
+    if args.command == "demo":
+        from minikd import demo
+
+        demo.run(args.out, fast=args.fast, seed=args.seed, lam=args.lam, T=args.T, progress=not args.quiet)
+        return 0
+    if args.command == "distill":
+        from minikd import distill
+
+        config = distill.DistillConfig(lam=args.lam, lam_end=args.lam_end, lam_schedule=args.schedule, T=args.T,
+                                       T_end=args.T_end, T_schedule=args.T_schedule, divergence=args.divergence,
+                                       form=args.form, label_noise=args.label_noise)
+        train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                   eval_every=args.eval_every, seed=args.seed)
+        distill.run(args.teacher, config, train_config, args.out, task_name=args.task, data=args.data,
+                    student_preset=args.student_preset, train_tokens=args.train_tokens, progress=not args.quiet)
+        return 0
     if args.command == "train":
         from minikd import train
 

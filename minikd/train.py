@@ -55,8 +55,11 @@ def cross_entropy_loss(model, x, y, step):
     return F.cross_entropy(model(x), y, ignore_index=IGNORE_INDEX)
 
 
-def evaluate(model, task, n_windows=256, split="val", batch_size=64):
+def evaluate(model, task, n_windows=256, split="val", batch_size=64, teacher=None):
     """Loss and perplexity on fixed windows; accuracy (addition) and KL to the truth (grammar).
+
+    With a ``teacher``: ``kl_to_teacher`` = mean KL(teacher ‖ model) at T = 1 and ``agreement`` =
+    the fraction of scored positions where both put their highest probability on the same token.
 
     ``kl_to_true`` = mean over positions of KL(P_true ‖ q_model) and ``entropy_floor`` = mean
     H(P_true), both exact for these windows. The expected loss is floor + KL, so no model beats the
@@ -66,7 +69,7 @@ def evaluate(model, task, n_windows=256, split="val", batch_size=64):
     x_all, y_all = task.eval_set(split, n_windows)
     was_training = model.training
     model.eval()
-    total, count, kl, floor = 0.0, 0, 0.0, 0.0
+    total, count, kl, floor, kl_teacher, agree = 0.0, 0, 0.0, 0.0, 0.0, 0.0
     try:
         with no_grad():
             for start in range(0, len(x_all), batch_size):
@@ -75,6 +78,11 @@ def evaluate(model, task, n_windows=256, split="val", batch_size=64):
                 n = int((y != IGNORE_INDEX).sum())
                 total += F.cross_entropy(logits, y, ignore_index=IGNORE_INDEX).item() * n
                 count += n
+                if teacher is not None:
+                    v = teacher(x).data
+                    scored = y != IGNORE_INDEX
+                    kl_teacher += F.kl_div(logits, v, mask=scored).item() * n
+                    agree += float((scored & (v.argmax(axis=-1) == logits.data.argmax(axis=-1))).sum())
                 if hasattr(task, "true_probs"):
                     p = backend.from_numpy(task.true_probs(x)).astype(logits.dtype)  # (B, S, V)
                     log_q = F.log_softmax(logits).data
@@ -84,6 +92,8 @@ def evaluate(model, task, n_windows=256, split="val", batch_size=64):
         metrics = {"val_loss": total / count, "val_ppl": math.exp(min(total / count, 700.0))}
         if hasattr(task, "true_probs"):
             metrics.update(kl_to_true=kl / count, entropy_floor=floor / count)
+        if teacher is not None:
+            metrics.update(kl_to_teacher=kl_teacher / count, agreement=agree / count)
         if task.has_accuracy:
             metrics["accuracy"] = task.accuracy(model, split, n=n_windows)
     finally:
@@ -117,13 +127,15 @@ def _resume(out, model, optimizer):
     return ckpt.step
 
 
-def train(model, task, config, out=None, loss_fn=cross_entropy_loss, resume=False, progress=True, log=None):
+def train(model, task, config, out=None, loss_fn=cross_entropy_loss, resume=False, progress=True, log=None,
+          teacher=None, describe=None):
     """Train ``model`` on ``task`` for ``config.steps`` steps; returns the list of evaluation records.
 
     ``loss_fn(model, x, y, step)`` returns the scalar loss Tensor (cross-entropy by default; the
     distillation workflows pass their own). With ``out``, metrics go to ``out/metrics.jsonl`` and a
     checkpoint to ``out/checkpoint.npz`` at each evaluation; ``resume=True`` continues from it.
-    ``log(step, record)`` is called after each evaluation.
+    ``log(step, record)`` is called after each evaluation. With ``teacher``, evaluations also
+    measure the student against it; ``describe(step)`` adds entries (e.g. λ and T) to each record.
     """
     optimizer = config.make_optimizer(model)
     lr_at = config.lr_schedule()
@@ -145,7 +157,9 @@ def train(model, task, config, out=None, loss_fn=cross_entropy_loss, resume=Fals
             if (step % config.eval_every == 0 or step == config.steps) and step != resumed_at:
                 record = {"step": step, "lr": lr_at(max(step - 1, 0)),
                           "train_loss": float(running) / running_steps if running_steps else None,
-                          **evaluate(model, task, config.eval_windows), "elapsed_s": time.perf_counter() - start_time}
+                          **(describe(step) if describe is not None else {}),
+                          **evaluate(model, task, config.eval_windows, teacher=teacher),
+                          "elapsed_s": time.perf_counter() - start_time}
                 running, running_steps = xp.zeros(()), 0
                 history.append(record)
                 if out is not None:

@@ -1,0 +1,144 @@
+"""Token-level distillation: a frozen teacher, a student, and the combined objective with schedules.
+
+Per step: teacher logits under ``no_grad`` (the teacher is in evaluation mode and never sees an
+optimizer), then ``distillation_loss(student(x), teacher(x), y, lam=λ(t), T=T(t))``. λ and T follow
+schedules over the steps. Two knobs for the practical questions: ``label_noise`` corrupts a fraction
+of the ground-truth labels, ``teacher_bias`` makes the teacher prefer a wrong token in one context.
+"""
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+from minikd import backend, schedules, validate
+from minikd import functional as F
+from minikd.autograd import no_grad
+from minikd.data import IGNORE_INDEX
+from minikd.divergences import DIVERGENCES
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    lam: float = 0.5  # weight of the distillation term at step 0
+    T: float = 2.0
+    divergence: str = "forward_kl"  # or "reverse_kl", "jsd"
+    form: str = "interpolate"  # (1 − λ)·CE + λ·T²·D, or the additive CE + λ·T²·D
+    beta: float = 0.5  # JSD mixture weight
+    lam_schedule: str = "constant"  # constant, linear, cosine, step: from lam to lam_end
+    lam_end: float = 0.0
+    T_schedule: str = "constant"  # from T to T_end
+    T_end: float = 1.0
+    label_noise: float = 0.0  # fraction of ground-truth labels replaced by a random token
+    teacher_bias: tuple = ()  # (context token, wrong token, logit bonus): a systematic teacher error
+
+    def __post_init__(self):
+        validate.check_choice("form", self.form, ("interpolate", "additive"))
+        validate.check_choice("divergence", self.divergence, tuple(DIVERGENCES))
+        for name in ("lam", "lam_end"):
+            validate.check_lam(getattr(self, name), self.form)
+        for name in ("T", "T_end"):
+            validate.check_temperature(getattr(self, name))
+        for name in ("lam_schedule", "T_schedule"):
+            validate.check_choice(name, getattr(self, name), ("constant", "linear", "cosine", "step"))
+        if not 0.0 <= self.label_noise <= 1.0:
+            raise ValueError(f"label_noise must be a fraction in [0, 1], got {self.label_noise!r}")
+        if self.teacher_bias and len(self.teacher_bias) != 3:
+            raise ValueError(f"teacher_bias must be (context token, wrong token, bonus), got {self.teacher_bias!r}")
+
+    def schedules(self, steps):
+        """(λ(t), T(t)) as schedule callables over ``steps`` steps."""
+        return (schedules.make(self.lam_schedule, self.lam, self.lam_end, steps),
+                schedules.make(self.T_schedule, self.T, self.T_end, steps))
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def check_pair(teacher, student):
+    """The teacher and student must share a vocabulary (and the student may not read longer sequences)."""
+    t, s = teacher.config, student.config
+    if t.vocab_size != s.vocab_size:
+        raise ValueError(f"teacher and student vocabularies differ: teacher vocab_size={t.vocab_size}, "
+                         f"student vocab_size={s.vocab_size}")
+    if s.block_size > t.block_size:
+        raise ValueError(f"the student reads {s.block_size} tokens but the teacher only {t.block_size}")
+
+
+def corrupt_labels(y, fraction, vocab_size, seed, step):
+    """Replace each scored label, with probability ``fraction``, by a uniformly random token (seeded by step)."""
+    if fraction == 0.0:
+        return y
+    rng = backend.rng(seed, 1_000_003, step)  # a stream apart from the batches'
+    noisy = rng.integers(0, vocab_size, y.shape).astype(y.dtype)
+    flip = (rng.random(y.shape) < fraction) & (y != IGNORE_INDEX)
+    return backend.xp().where(flip, noisy, y)
+
+
+def teacher_logits(teacher, x, bias=()):
+    """The frozen teacher's logits for x, as a raw array (no graph); with ``bias = (c, w, b)``, logit w
+    gets +b wherever the current input token is c: a teacher that errs the same way every time."""
+    with no_grad():
+        logits = teacher(x).data  # (B, S, V)
+    if bias:
+        context, wrong, bonus = bias
+        logits = logits.copy()
+        logits[..., wrong] += bonus * (x == context)
+    return logits
+
+
+class Distiller:
+    """The loss function ``train`` calls each step: ``distiller(student, x, y, step)``."""
+
+    def __init__(self, teacher, config, steps, seed=0):
+        self.teacher, self.config, self.seed = teacher.eval(), config, seed
+        self.lam_at, self.T_at = config.schedules(steps)
+
+    def __call__(self, student, x, y, step):
+        c = self.config
+        y = corrupt_labels(y, c.label_noise, student.config.vocab_size, self.seed, step)
+        v = teacher_logits(self.teacher, x, c.teacher_bias)
+        return F.distillation_loss(student(x), v, y, lam=self.lam_at(step), T=self.T_at(step),
+                                   divergence=c.divergence, beta=c.beta, form=c.form, ignore_index=IGNORE_INDEX)
+
+    def describe(self, step):
+        """The schedule's values at ``step``, logged with every evaluation."""
+        return {"lam": self.lam_at(step), "T": self.T_at(step)}
+
+
+def run(teacher_dir, config, train_config, out, task_name=None, data=None, student_preset="small",
+        train_tokens=None, progress=True, out_fn=print):
+    """``minikd distill``: load the frozen teacher, train a student with ``config``; returns (student, history).
+
+    Everything is checked before anything is written: the checkpoint, the task, the vocabularies.
+    """
+    from minikd import checkpoint
+    from minikd import data as tasks
+    from minikd.model import TransformerLM, preset
+    from minikd.train import train
+
+    path = os.path.join(teacher_dir, "checkpoint.npz") if os.path.isdir(teacher_dir) else teacher_dir
+    teacher = checkpoint.load_model(path)
+    name = task_name or checkpoint.load(path).meta.get("task", "grammar")
+    sizes = {"block_size": teacher.config.block_size} if name in ("grammar", "text") else {}
+    if train_tokens and name == "grammar":
+        sizes["train_tokens"] = train_tokens
+    task = tasks.load_task(name, seed=train_config.seed, data=data, **sizes)
+    student = TransformerLM(preset(student_preset, task.tokenizer.vocab_size, task.block_size), seed=train_config.seed)
+    check_pair(teacher, student)
+    distiller = Distiller(teacher, config, train_config.steps, seed=train_config.seed)
+    out_fn(f"distilling {path} ({teacher.num_params():,} parameters) into a '{student_preset}' student "
+           f"({student.num_params():,}) on {name}: {config.divergence}, lam {config.lam} ({config.lam_schedule}), "
+           f"T {config.T} ({config.T_schedule})")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "distill_config.json"), "w") as f:
+        json.dump(config.to_dict(), f, indent=2)
+    with open(os.path.join(out, "schedule.jsonl"), "w") as f:  # the schedule of every step
+        f.writelines(json.dumps({"step": t, **distiller.describe(t)}) + "\n" for t in range(train_config.steps))
+    history = train(student, task, train_config, out=out, loss_fn=distiller, progress=progress, teacher=teacher,
+                    describe=distiller.describe)
+    final = history[-1]
+    out_fn(f"student: validation CE {final['val_loss']:.4f}, KL to the teacher {final['kl_to_teacher']:.4f}, "
+           f"top-1 agreement {final['agreement']:.1%}"
+           + (f", KL to the truth {final['kl_to_true']:.4f}" if "kl_to_true" in final else "")
+           + (f", exact match {final['accuracy']:.1%}" if "accuracy" in final else ""))
+    return student, history

@@ -1,0 +1,144 @@
+"""Token-level distillation: the frozen teacher, the λ limits on whole training runs, the knobs, the demo."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from reference import arr
+
+from minikd import backend, checkpoint, data
+from minikd.cli import main
+from minikd.distill import DistillConfig, Distiller, corrupt_labels, teacher_logits
+from minikd.model import TransformerLM, preset
+from minikd.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def task():
+    return data.GrammarTask(block_size=12, train_tokens=20_000, val_tokens=4_000, seed=0)
+
+
+@pytest.fixture(scope="module")
+def teacher(task):
+    model = TransformerLM(preset("tiny", task.tokenizer.vocab_size, task.block_size), seed=7)
+    train(model, task, TrainConfig(steps=10, batch_size=8, eval_every=10, eval_windows=8), progress=False)
+    return model.eval()
+
+
+CONFIG = TrainConfig(steps=8, batch_size=8, eval_every=4, eval_windows=16, warmup=2, seed=3)
+
+
+def student(task):
+    return TransformerLM(preset("tiny", task.tokenizer.vocab_size, task.block_size), seed=1)
+
+
+def params(model):
+    return {name: backend.to_numpy(p.data).copy() for name, p in model.named_parameters()}
+
+
+def assert_same_params(a, b):
+    for name, value in params(a).items():
+        np.testing.assert_array_equal(value, params(b)[name], err_msg=name)
+
+
+def test_teacher_is_bit_identical_after_distillation(task, teacher):
+    before = params(teacher)
+    teacher.zero_grad()  # left over from its own training
+    train(student(task), task, CONFIG, loss_fn=Distiller(teacher, DistillConfig(), CONFIG.steps), progress=False,
+          teacher=teacher)
+    for name, value in before.items():
+        np.testing.assert_array_equal(value, params(teacher)[name], err_msg=name)
+    assert all(p.grad is None for p in teacher.parameters())  # no gradient ever reached it
+
+
+def test_lam_zero_is_cross_entropy_training(task, teacher):
+    """Same seed: λ = 0 distillation and CE-only training give identical student parameters."""
+    ce, kd = student(task), student(task)
+    train(ce, task, CONFIG, progress=False)
+    train(kd, task, CONFIG, loss_fn=Distiller(teacher, DistillConfig(lam=0.0), CONFIG.steps), progress=False)
+    assert_same_params(ce, kd)
+
+
+def test_lam_one_ignores_the_labels(task, teacher):
+    """At λ = 1 (interpolated form) corrupting every ground-truth label changes nothing."""
+    clean, noisy = student(task), student(task)
+    train(clean, task, CONFIG, loss_fn=Distiller(teacher, DistillConfig(lam=1.0), CONFIG.steps), progress=False)
+    train(noisy, task, CONFIG, loss_fn=Distiller(teacher, DistillConfig(lam=1.0, label_noise=1.0), CONFIG.steps),
+          progress=False)
+    assert_same_params(clean, noisy)
+
+
+def test_label_noise_and_teacher_bias(task, teacher):
+    y = arr(np.arange(1000) % 50)
+    y[::10] = data.IGNORE_INDEX
+    noisy = backend.to_numpy(corrupt_labels(y, 0.3, 60, seed=0, step=0))
+    kept = backend.to_numpy(y) != data.IGNORE_INDEX
+    assert (noisy[~kept] == data.IGNORE_INDEX).all()  # ignored positions stay ignored
+    changed = (noisy != backend.to_numpy(y))[kept].mean()
+    assert 0.22 < changed < 0.35  # 30 % drawn, minus the 1/60 that land on the true label
+    x, _ = task.batch("val", 4, seed=0, step=0)
+    plain = backend.to_numpy(teacher_logits(teacher, x))
+    biased = backend.to_numpy(teacher_logits(teacher, x, bias=(0, 5, 10.0)))  # token 0 is "."
+    where = backend.to_numpy(x) == 0
+    np.testing.assert_allclose(biased[where][:, 5], plain[where][:, 5] + 10.0, rtol=1e-6)
+    np.testing.assert_array_equal(np.delete(biased, 5, axis=-1), np.delete(plain, 5, axis=-1))
+
+
+def test_evaluation_reports_the_schedule_and_the_teacher_metrics(task, teacher):
+    config = DistillConfig(lam=0.8, lam_end=0.2, lam_schedule="linear")
+    history = train(student(task), task, CONFIG, loss_fn=Distiller(teacher, config, CONFIG.steps), progress=False,
+                    teacher=teacher, describe=Distiller(teacher, config, CONFIG.steps).describe)
+    assert [r["lam"] for r in history] == pytest.approx([0.8, 0.5, 0.2])
+    assert all(0.0 <= r["agreement"] <= 1.0 and r["kl_to_teacher"] >= 0.0 for r in history)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"T": 0.0}, "T must be a finite number > 0"),
+    ({"lam": 1.5}, "lam must be in \\[0, 1\\]"),
+    ({"lam_schedule": "exp"}, "lam_schedule"),
+    ({"label_noise": 2.0}, "label_noise"),
+    ({"divergence": "hellinger"}, "divergence"),
+])
+def test_config_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DistillConfig(**kwargs)
+
+
+def test_cli_distill_and_its_errors(tmp_path, capsys, task, teacher):
+    teacher_dir = tmp_path / "teacher"
+    checkpoint.save(str(teacher_dir / "checkpoint.npz"), teacher, step=10, task="grammar")
+    out = tmp_path / "student"
+    assert main(["distill", "--teacher", str(teacher_dir), "--student-preset", "tiny", "--steps", "4",
+                 "--eval-every", "2", "--batch-size", "4", "--schedule", "cosine", "--out", str(out), "--quiet"]) == 0
+    assert "top-1 agreement" in capsys.readouterr().out
+    schedule = [json.loads(line) for line in open(out / "schedule.jsonl")]
+    assert [round(r["lam"], 6) for r in schedule] == [0.5, 0.426777, 0.25, 0.073223]
+    records = [json.loads(line) for line in open(out / "metrics.jsonl")]
+    assert [r["step"] for r in records] == [0, 2, 4]
+
+    failures = [
+        (["--teacher", str(tmp_path / "missing")], "does not exist"),
+        (["--teacher", str(teacher_dir), "--T", "0"], "T must be"),
+        (["--teacher", str(teacher_dir), "--lam", "-0.5"], "lam must be in"),
+        (["--teacher", str(teacher_dir), "--task", "addition"], "vocabularies differ"),
+    ]
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    failures.append((["--teacher", str(tmp_path / "corrupt.npz")], "cannot be read"))
+    for args, message in failures:
+        fresh = tmp_path / "never"
+        assert main(["distill", *args, "--steps", "2", "--out", str(fresh), "--quiet"]) == 2, args
+        assert message in capsys.readouterr().err, args
+        assert not fresh.exists(), args  # nothing written half-way
+
+
+def test_demo_fast(tmp_path, capsys):
+    assert main(["demo", "--fast", "--quiet", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "CE-only" in printed and "KL to the true distribution" in printed
+    report = json.load(open(tmp_path / "report.json"))
+    assert set(report["students"]) == {"ce", "kd"}
+    for name in ("val_loss.png", "kl_to_true.png"):
+        with open(tmp_path / name, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+        assert os.path.getsize(tmp_path / name) > 5000
