@@ -51,6 +51,22 @@ def _parser():
     distill.add_argument("--out", default="runs/distill")
     distill.add_argument("--quiet", action="store_true")
 
+    sweep = commands.add_parser("sweep", help="a grid of λ and T, one student each; writes results.csv")
+    sweep.add_argument("--teacher", required=True, metavar="DIR")
+    sweep.add_argument("--lam", default="0,0.25,0.5,0.75,1", help="comma-separated λ values")
+    sweep.add_argument("--T", default="1,2,4", help="comma-separated temperatures")
+    sweep.add_argument("--divergence", choices=("forward_kl", "reverse_kl", "jsd"), default="forward_kl")
+    sweep.add_argument("--form", choices=("interpolate", "additive"), default="interpolate")
+    sweep.add_argument("--label-noise", type=float, default=0.0)
+    sweep.add_argument("--student-preset", choices=("tiny", "small", "teacher"), default="small")
+    sweep.add_argument("--train-tokens", type=int, default=None, help="grammar: size of the students' corpus")
+    sweep.add_argument("--steps", type=int, default=400)
+    sweep.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    sweep.add_argument("--eval-every", type=int, default=100)
+    sweep.add_argument("--seed", type=int, default=0)
+    sweep.add_argument("--out", default="runs/sweep")
+    sweep.add_argument("--quiet", action="store_true")
+
     train = commands.add_parser("train", help="train a model with cross-entropy (this is how a teacher is made)")
     train.add_argument("--task", choices=("grammar", "addition", "text"), default="grammar")
     train.add_argument("--data", metavar="FILE", help="a UTF-8 text file (task 'text' only)")
@@ -100,6 +116,14 @@ def main(argv=None):
         return 2
 
 
+def _numbers(flag, text):
+    """A comma-separated list of numbers, or a ValueError naming the flag."""
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} must be comma-separated numbers, got {text!r}") from None
+
+
 def _run(args):
     if args.backend:
         backend.use(args.backend)
@@ -123,6 +147,16 @@ def _run(args):
                                    eval_every=args.eval_every, seed=args.seed)
         distill.run(args.teacher, config, train_config, args.out, task_name=args.task, data=args.data,
                     student_preset=args.student_preset, train_tokens=args.train_tokens, progress=not args.quiet)
+        return 0
+    if args.command == "sweep":
+        from minikd import distill
+
+        base = distill.DistillConfig(divergence=args.divergence, form=args.form, label_noise=args.label_noise)
+        train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every,
+                                   seed=args.seed)
+        distill.sweep(args.teacher, _numbers("--lam", args.lam), _numbers("--T", args.T), base, train_config,
+                      args.out, student_preset=args.student_preset, train_tokens=args.train_tokens,
+                      progress=not args.quiet)
         return 0
     if args.command == "train":
         from minikd import train

@@ -6,9 +6,10 @@ schedules over the steps. Two knobs for the practical questions: ``label_noise``
 of the ground-truth labels, ``teacher_bias`` makes the teacher prefer a wrong token in one context.
 """
 
+import csv
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from minikd import backend, schedules, validate
 from minikd import functional as F
@@ -105,16 +106,10 @@ class Distiller:
         return {"lam": self.lam_at(step), "T": self.T_at(step)}
 
 
-def run(teacher_dir, config, train_config, out, task_name=None, data=None, student_preset="small",
-        train_tokens=None, progress=True, out_fn=print):
-    """``minikd distill``: load the frozen teacher, train a student with ``config``; returns (student, history).
-
-    Everything is checked before anything is written: the checkpoint, the task, the vocabularies.
-    """
+def load_setting(teacher_dir, seed, task_name=None, data=None, train_tokens=None):
+    """(checkpoint path, frozen teacher, task): the teacher's own task unless ``task_name`` says otherwise."""
     from minikd import checkpoint
     from minikd import data as tasks
-    from minikd.model import TransformerLM, preset
-    from minikd.train import train
 
     path = os.path.join(teacher_dir, "checkpoint.npz") if os.path.isdir(teacher_dir) else teacher_dir
     teacher = checkpoint.load_model(path)
@@ -122,9 +117,28 @@ def run(teacher_dir, config, train_config, out, task_name=None, data=None, stude
     sizes = {"block_size": teacher.config.block_size} if name in ("grammar", "text") else {}
     if train_tokens and name == "grammar":
         sizes["train_tokens"] = train_tokens
-    task = tasks.load_task(name, seed=train_config.seed, data=data, **sizes)
-    student = TransformerLM(preset(student_preset, task.tokenizer.vocab_size, task.block_size), seed=train_config.seed)
+    return path, teacher, tasks.load_task(name, seed=seed, data=data, **sizes)
+
+
+def new_student(student_preset, task, teacher, seed):
+    from minikd.model import TransformerLM, preset
+
+    student = TransformerLM(preset(student_preset, task.tokenizer.vocab_size, task.block_size), seed=seed)
     check_pair(teacher, student)
+    return student
+
+
+def run(teacher_dir, config, train_config, out, task_name=None, data=None, student_preset="small",
+        train_tokens=None, progress=True, out_fn=print):
+    """``minikd distill``: load the frozen teacher, train a student with ``config``; returns (student, history).
+
+    Everything is checked before anything is written: the checkpoint, the task, the vocabularies.
+    """
+    from minikd.train import train
+
+    path, teacher, task = load_setting(teacher_dir, train_config.seed, task_name, data, train_tokens)
+    name = task.name
+    student = new_student(student_preset, task, teacher, train_config.seed)
     distiller = Distiller(teacher, config, train_config.steps, seed=train_config.seed)
     out_fn(f"distilling {path} ({teacher.num_params():,} parameters) into a '{student_preset}' student "
            f"({student.num_params():,}) on {name}: {config.divergence}, lam {config.lam} ({config.lam_schedule}), "
@@ -142,3 +156,35 @@ def run(teacher_dir, config, train_config, out, task_name=None, data=None, stude
            + (f", KL to the truth {final['kl_to_true']:.4f}" if "kl_to_true" in final else "")
            + (f", exact match {final['accuracy']:.1%}" if "accuracy" in final else ""))
     return student, history
+
+
+def sweep(teacher_dir, lams, temperatures, base, train_config, out, student_preset="small", train_tokens=None,
+          progress=True, out_fn=print):
+    """``minikd sweep``: one student per (λ, T) on the same data, steps and seed; writes ``out/results.csv``.
+
+    ``base`` (a DistillConfig) gives every other setting. Returns the rows written.
+    """
+    from minikd.train import train
+
+    _, teacher, task = load_setting(teacher_dir, train_config.seed, train_tokens=train_tokens)
+    grid = [replace(base, lam=lam, T=T) for lam in lams for T in temperatures]  # all checked before training
+    new_student(student_preset, task, teacher, train_config.seed)
+    os.makedirs(out, exist_ok=True)
+    rows = []
+    for config in grid:
+        student = new_student(student_preset, task, teacher, train_config.seed)
+        final = train(student, task, train_config, loss_fn=Distiller(teacher, config, train_config.steps,
+                                                                      seed=train_config.seed),
+                      progress=progress, teacher=teacher)[-1]
+        rows.append({"lam": config.lam, "T": config.T, "divergence": config.divergence, "form": config.form,
+                     "steps": train_config.steps, "seed": train_config.seed,
+                     **{k: v for k, v in final.items() if k not in ("step", "lr", "elapsed_s")}})
+        out_fn(f"lam={config.lam:<5g} T={config.T:<5g} validation CE {final['val_loss']:.4f}"
+               + (f", KL to the truth {final['kl_to_true']:.4f}" if "kl_to_true" in final else "")
+               + f", agreement {final['agreement']:.1%}")
+    with open(os.path.join(out, "results.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out_fn(f"wrote {os.path.join(out, 'results.csv')} ({len(rows)} runs)")
+    return rows

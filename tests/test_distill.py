@@ -142,3 +142,21 @@ def test_demo_fast(tmp_path, capsys):
         with open(tmp_path / name, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
         assert os.path.getsize(tmp_path / name) > 5000
+
+
+def test_cli_sweep_writes_one_row_per_setting(tmp_path, capsys, teacher):
+    teacher_dir = tmp_path / "teacher"
+    checkpoint.save(str(teacher_dir / "checkpoint.npz"), teacher, step=10, task="grammar")
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--teacher", str(teacher_dir), "--lam", "0,1", "--T", "1,3", "--steps", "3",
+                 "--eval-every", "3", "--batch-size", "4", "--student-preset", "tiny", "--out", str(out),
+                 "--quiet"]) == 0
+    with open(out / "results.csv") as f:
+        header, *rows = [line.strip().split(",") for line in f]
+    assert header[:2] == ["lam", "T"] and len(rows) == 4
+    column = header.index("val_loss")
+    assert rows[0][column] == rows[1][column]  # at λ = 0 the temperature has no effect
+    assert main(["sweep", "--teacher", str(teacher_dir), "--lam", "0,2", "--out", str(tmp_path / "bad"),
+                 "--quiet"]) == 2
+    assert "lam must be in" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
