@@ -28,8 +28,8 @@ class Constant:
 
 
 @dataclass(frozen=True)
-class Linear:
-    """start + (end − start)·t/total."""
+class _Ramp:
+    """A move from ``start`` at step 0 to ``end`` at step ``total``; subclasses give its shape."""
 
     start: float
     end: float
@@ -37,37 +37,30 @@ class Linear:
 
     def __post_init__(self):
         _check_total(self.total)
+
+
+class Linear(_Ramp):
+    """start + (end − start)·t/total."""
 
     def __call__(self, step):
         return self.start + (self.end - self.start) * _progress(step, self.total)
 
 
-@dataclass(frozen=True)
-class Cosine:
+class Cosine(_Ramp):
     """end + (start − end)·½(1 + cos(π·t/total)): flat at both ends, fastest in the middle."""
-
-    start: float
-    end: float
-    total: int
-
-    def __post_init__(self):
-        _check_total(self.total)
 
     def __call__(self, step):
         return self.end + (self.start - self.end) * 0.5 * (1.0 + math.cos(math.pi * _progress(step, self.total)))
 
 
 @dataclass(frozen=True)
-class Step:
+class Step(_Ramp):
     """A staircase of ``stairs`` equal drops: start + (end − start)·⌊stairs·t/total⌋/stairs."""
 
-    start: float
-    end: float
-    total: int
     stairs: int = 4
 
     def __post_init__(self):
-        _check_total(self.total)
+        super().__post_init__()
         _check_total(self.stairs)
 
     def __call__(self, step):
