@@ -29,6 +29,15 @@ class Checkpoint:
     def step(self):
         return int(self.meta["step"])
 
+    def model(self, path="checkpoint"):
+        """The TransformerLM these weights belong to, in evaluation mode (``path`` names it in errors)."""
+        model = TransformerLM(self.config, seed=self.meta["model_seed"])
+        try:
+            model.load_state_dict(self.model_state)
+        except ValueError as err:
+            raise ValueError(f"checkpoint {path!r} does not match its own config: {err}") from None
+        return model.eval()
+
 
 def save(path, model, optimizer=None, step=0, **meta):
     """Write model (and optimizer) state and ``meta`` (JSON-serialisable values) to ``path`` atomically."""
@@ -77,10 +86,4 @@ def load(path):
 
 def load_model(path):
     """The TransformerLM stored in a checkpoint, with its weights, in evaluation mode."""
-    ckpt = load(path)
-    model = TransformerLM(ckpt.config, seed=ckpt.meta["model_seed"])
-    try:
-        model.load_state_dict(ckpt.model_state)
-    except ValueError as err:
-        raise ValueError(f"checkpoint {path!r} does not match its own config: {err}") from None
-    return model.eval()
+    return load(path).model(path)

@@ -112,8 +112,9 @@ def load_setting(teacher_dir, seed, task_name=None, data=None, train_tokens=None
     from minikd import data as tasks
 
     path = os.path.join(teacher_dir, "checkpoint.npz") if os.path.isdir(teacher_dir) else teacher_dir
-    teacher = checkpoint.load_model(path)
-    name = task_name or checkpoint.load(path).meta.get("task", "grammar")
+    ckpt = checkpoint.load(path)  # read once: the weights and the task it was trained on
+    teacher = ckpt.model(path)
+    name = task_name or ckpt.meta.get("task", "grammar")
     sizes = {"block_size": teacher.config.block_size} if name in ("grammar", "text") else {}
     if train_tokens and name == "grammar":
         sizes["train_tokens"] = train_tokens
@@ -150,12 +151,16 @@ def run(teacher_dir, config, train_config, out, task_name=None, data=None, stude
         f.writelines(json.dumps({"step": t, **distiller.describe(t)}) + "\n" for t in range(train_config.steps))
     history = train(student, task, train_config, out=out, loss_fn=distiller, progress=progress, teacher=teacher,
                     describe=distiller.describe)
-    final = history[-1]
-    out_fn(f"student: validation CE {final['val_loss']:.4f}, KL to the teacher {final['kl_to_teacher']:.4f}, "
-           f"top-1 agreement {final['agreement']:.1%}"
-           + (f", KL to the truth {final['kl_to_true']:.4f}" if "kl_to_true" in final else "")
-           + (f", exact match {final['accuracy']:.1%}" if "accuracy" in final else ""))
+    out_fn(f"student: {_summary(history[-1])}")
     return student, history
+
+
+def _summary(final):
+    """One line of a student's final evaluation: CE, distance to the teacher, and task measures."""
+    return (f"validation CE {final['val_loss']:.4f}, KL to the teacher {final['kl_to_teacher']:.4f}, "
+            f"top-1 agreement {final['agreement']:.1%}"
+            + (f", KL to the truth {final['kl_to_true']:.4f}" if "kl_to_true" in final else "")
+            + (f", exact match {final['accuracy']:.1%}" if "accuracy" in final else ""))
 
 
 def sweep(teacher_dir, lams, temperatures, base, train_config, out, student_preset="small", train_tokens=None,
@@ -179,9 +184,7 @@ def sweep(teacher_dir, lams, temperatures, base, train_config, out, student_pres
         rows.append({"lam": config.lam, "T": config.T, "divergence": config.divergence, "form": config.form,
                      "steps": train_config.steps, "seed": train_config.seed,
                      **{k: v for k, v in final.items() if k not in ("step", "lr", "elapsed_s")}})
-        out_fn(f"lam={config.lam:<5g} T={config.T:<5g} validation CE {final['val_loss']:.4f}"
-               + (f", KL to the truth {final['kl_to_true']:.4f}" if "kl_to_true" in final else "")
-               + f", agreement {final['agreement']:.1%}")
+        out_fn(f"lam={config.lam:<5g} T={config.T:<5g} {_summary(final)}")
     with open(os.path.join(out, "results.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

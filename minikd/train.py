@@ -75,12 +75,12 @@ def evaluate(model, task, n_windows=256, split="val", batch_size=64, teacher=Non
             for start in range(0, len(x_all), batch_size):
                 x, y = x_all[start:start + batch_size], y_all[start:start + batch_size]
                 logits = model(x)
-                n = int((y != IGNORE_INDEX).sum())
+                scored = y != IGNORE_INDEX
+                n = int(scored.sum())
                 total += F.cross_entropy(logits, y, ignore_index=IGNORE_INDEX).item() * n
                 count += n
                 if teacher is not None:
                     v = teacher(x).data
-                    scored = y != IGNORE_INDEX
                     kl_teacher += F.kl_div(logits, v, mask=scored).item() * n
                     agree += float((scored & (v.argmax(axis=-1) == logits.data.argmax(axis=-1))).sum())
                 if hasattr(task, "true_probs"):
