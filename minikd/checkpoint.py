@@ -20,6 +20,7 @@ class Checkpoint:
     meta: dict  # format, config (JSON text), model_seed, step, and whatever the writer added
     model_state: dict  # parameter name -> host array
     optimizer_state: dict
+    extra_state: dict  # a module trained beside the model (e.g. hidden-state projections); often empty
 
     @property
     def config(self):
@@ -39,14 +40,16 @@ class Checkpoint:
         return model.eval()
 
 
-def save(path, model, optimizer=None, step=0, **meta):
-    """Write model (and optimizer) state and ``meta`` (JSON-serialisable values) to ``path`` atomically."""
+def save(path, model, optimizer=None, step=0, extra=None, **meta):
+    """Write model (optimizer, extra module) state and ``meta`` (JSON-serialisable values) to ``path`` atomically."""
     np = backend.host_xp()
     header = {"format": FORMAT, "config": model.config.to_json(), "model_seed": model.seed, "step": int(step), **meta}
     arrays = {"meta": np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8)}
     arrays.update({f"model/{k}": backend.to_numpy(v) for k, v in model.state_dict().items()})
     if optimizer is not None:
         arrays.update({f"optimizer/{k}": backend.to_numpy(v) for k, v in optimizer.state_dict().items()})
+    if extra is not None:
+        arrays.update({f"extra/{k}": backend.to_numpy(v) for k, v in extra.state_dict().items()})
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     temporary = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
@@ -81,7 +84,7 @@ def load(path):
     def part(prefix):
         return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
 
-    return Checkpoint(meta, part("model/"), part("optimizer/"))
+    return Checkpoint(meta, part("model/"), part("optimizer/"), part("extra/"))
 
 
 def load_model(path):

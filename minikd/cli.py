@@ -1,10 +1,12 @@
-"""The ``minikd`` command line: ``check``, ``train``, ``bench kd-loss`` and ``bench train-step``."""
+"""The ``minikd`` command line: check, demo, train, distill, sweep, weak-to-strong and bench."""
 
 import argparse
 import sys
 
 from minikd import backend
+from minikd.hidden import parse_layer_map
 from minikd.train import TrainConfig
+from minikd.weak_to_strong import WeakToStrongConfig
 
 
 def _parser():
@@ -42,6 +44,18 @@ def _parser():
     distill.add_argument("--divergence", choices=("forward_kl", "reverse_kl", "jsd"), default="forward_kl")
     distill.add_argument("--form", choices=("interpolate", "additive"), default="interpolate")
     distill.add_argument("--label-noise", type=float, default=0.0, help="fraction of ground-truth labels corrupted")
+    distill.add_argument("--teacher-bias", metavar="CONTEXT,WRONG,BONUS",
+                         help="a systematic teacher error: after token CONTEXT, WRONG's logit gets +BONUS "
+                              "(e.g. 'the,cats,4')")
+    distill.add_argument("--completions", choices=("greedy", "sampled"),
+                         help="sequence-level KD: train on the teacher's completions (addition task)")
+    distill.add_argument("--on-policy", type=float, default=0.0, metavar="P",
+                         help="fraction of steps that learn on the student's own samples (addition task)")
+    distill.add_argument("--hidden-weight", type=float, default=0.0, metavar="MU",
+                         help="weight of the hidden-state MSE (0: prediction layer only)")
+    distill.add_argument("--layer-map", metavar="S:T,...",
+                         help="student:teacher residual streams to match, 0 = embeddings (default: the last "
+                              "student block to the last teacher block, evenly spaced)")
     distill.add_argument("--train-tokens", type=int, default=None, help="grammar: size of the student's corpus")
     distill.add_argument("--steps", type=int, default=TrainConfig.steps)
     distill.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
@@ -58,6 +72,7 @@ def _parser():
     sweep.add_argument("--divergence", choices=("forward_kl", "reverse_kl", "jsd"), default="forward_kl")
     sweep.add_argument("--form", choices=("interpolate", "additive"), default="interpolate")
     sweep.add_argument("--label-noise", type=float, default=0.0)
+    sweep.add_argument("--teacher-bias", metavar="CONTEXT,WRONG,BONUS", help="as for distill")
     sweep.add_argument("--student-preset", choices=("tiny", "small", "teacher"), default="small")
     sweep.add_argument("--train-tokens", type=int, default=None, help="grammar: size of the students' corpus")
     sweep.add_argument("--steps", type=int, default=400)
@@ -66,6 +81,25 @@ def _parser():
     sweep.add_argument("--seed", type=int, default=0)
     sweep.add_argument("--out", default="runs/sweep")
     sweep.add_argument("--quiet", action="store_true")
+
+    w2s = commands.add_parser("weak-to-strong", help="a weak teacher supervises a larger student (addition); PGR table")
+    defaults = WeakToStrongConfig()
+    w2s.add_argument("--weak-preset", choices=("tiny", "small", "teacher"), default=defaults.weak_preset)
+    w2s.add_argument("--weak-steps", type=int, default=defaults.weak_steps, help="the weak teacher's training")
+    w2s.add_argument("--strong-preset", choices=("tiny", "small", "teacher"), default=defaults.strong_preset)
+    w2s.add_argument("--steps", type=int, default=defaults.steps, help="student's and ceiling's steps")
+    w2s.add_argument("--n-verified", type=int, default=defaults.n_verified, help="problems with true answers")
+    w2s.add_argument("--verified-batch", type=int, default=defaults.verified_batch,
+                     help="verified rows in each step's batch")
+    w2s.add_argument("--lam", type=float, default=defaults.lam, help="weight of the weak teacher's labels")
+    w2s.add_argument("--T", type=float, default=defaults.T)
+    w2s.add_argument("--alpha-max", type=float, default=defaults.alpha_max, help="confidence loss weight")
+    w2s.add_argument("--alpha-warmup", type=float, default=defaults.alpha_warmup,
+                     help="fraction of steps over which α rises to --alpha-max")
+    w2s.add_argument("--batch-size", type=int, default=32)
+    w2s.add_argument("--seed", type=int, default=0)
+    w2s.add_argument("--out", default="runs/weak_to_strong")
+    w2s.add_argument("--quiet", action="store_true")
 
     train = commands.add_parser("train", help="train a model with cross-entropy (this is how a teacher is made)")
     train.add_argument("--task", choices=("grammar", "addition", "text"), default="grammar")
@@ -124,6 +158,19 @@ def _numbers(flag, text):
         raise ValueError(f"{flag} must be comma-separated numbers, got {text!r}") from None
 
 
+def _bias(text):
+    """``--teacher-bias CONTEXT,WRONG,BONUS`` -> (symbol, symbol, bonus), or () when not given."""
+    if text is None:
+        return ()
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        if len(parts) != 3:
+            raise ValueError
+        return (parts[0], parts[1], float(parts[2]))
+    except ValueError:
+        raise ValueError(f"--teacher-bias must be CONTEXT,WRONG,BONUS (two tokens and a number), got {text!r}") from None
+
+
 def _run(args):
     if args.backend:
         backend.use(args.backend)
@@ -142,21 +189,33 @@ def _run(args):
 
         config = distill.DistillConfig(lam=args.lam, lam_end=args.lam_end, lam_schedule=args.schedule, T=args.T,
                                        T_end=args.T_end, T_schedule=args.T_schedule, divergence=args.divergence,
-                                       form=args.form, label_noise=args.label_noise)
+                                       form=args.form, label_noise=args.label_noise, teacher_bias=_bias(args.teacher_bias))
         train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                    eval_every=args.eval_every, seed=args.seed)
         distill.run(args.teacher, config, train_config, args.out, task_name=args.task, data=args.data,
-                    student_preset=args.student_preset, train_tokens=args.train_tokens, progress=not args.quiet)
+                    student_preset=args.student_preset, train_tokens=args.train_tokens, completions=args.completions,
+                    on_policy=args.on_policy, hidden_weight=args.hidden_weight,
+                    layer_map=parse_layer_map(args.layer_map) if args.layer_map else None, progress=not args.quiet)
         return 0
     if args.command == "sweep":
         from minikd import distill
 
-        base = distill.DistillConfig(divergence=args.divergence, form=args.form, label_noise=args.label_noise)
+        base = distill.DistillConfig(divergence=args.divergence, form=args.form, label_noise=args.label_noise,
+                                     teacher_bias=_bias(args.teacher_bias))
         train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every,
                                    seed=args.seed)
         distill.sweep(args.teacher, _numbers("--lam", args.lam), _numbers("--T", args.T), base, train_config,
                       args.out, student_preset=args.student_preset, train_tokens=args.train_tokens,
                       progress=not args.quiet)
+        return 0
+    if args.command == "weak-to-strong":
+        from minikd import weak_to_strong
+
+        config = WeakToStrongConfig(weak_preset=args.weak_preset, weak_steps=args.weak_steps,
+                                    strong_preset=args.strong_preset, steps=args.steps, n_verified=args.n_verified,
+                                    verified_batch=args.verified_batch, lam=args.lam, T=args.T,
+                                    alpha_max=args.alpha_max, alpha_warmup=args.alpha_warmup)
+        weak_to_strong.run(config, args.out, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet)
         return 0
     if args.command == "train":
         from minikd import train

@@ -5,6 +5,7 @@ the batch of step t depends only on (seed, t), so a run resumed at step t sees t
 Data lives on the host (NumPy) and each batch is moved to the active backend.
 """
 
+import copy
 import os
 
 from minikd import backend, grammar
@@ -121,18 +122,30 @@ class AdditionTask:
         text = [f"{x:0{d}d}+{y:0{d}d}={x + y:0{d + 1}d}" for x, y in zip(a.tolist(), b.tolist())]
         return np.array([self.tokenizer.encode(t) for t in text], dtype=np.int64).reshape(len(text), -1)
 
-    def _pairs(self, examples):
-        np = backend.host_xp()
-        y = examples[:, 1:].copy()
+    def pairs(self, examples):
+        """(x, y) of whole sequences (n, prompt + answer) on the backend; y is ``IGNORE_INDEX`` on the prompt."""
+        xp = backend.xp()
+        examples = backend.from_numpy(examples) if isinstance(examples, backend.host_xp().ndarray) else examples
+        y = examples[:, 1:].copy()  # a copy, never a view: the examples stay as they are
         y[:, : self.prompt_length - 1] = IGNORE_INDEX  # predictions of prompt tokens are not scored
-        return backend.from_numpy(examples[:, :-1]), backend.from_numpy(np.ascontiguousarray(y))
+        return xp.ascontiguousarray(examples[:, :-1]), y
 
     def batch(self, split, batch_size, seed, step):
         picks = backend.host_rng(seed, step).integers(0, len(self.examples[split]), batch_size)
-        return self._pairs(self.examples[split][picks])
+        return self.pairs(self.examples[split][picks])
 
     def eval_set(self, split, n):
-        return self._pairs(self.examples[split][:n])
+        return self.pairs(self.examples[split][:n])
+
+    def with_train_examples(self, examples):
+        """A copy of this task whose training sequences are ``examples`` (n, prompt + answer), e.g. a
+        teacher's completions; validation is unchanged, so the copy is scored against the ground truth."""
+        width = self.examples["train"].shape[1]
+        if examples.ndim != 2 or examples.shape[1] != width or len(examples) == 0:
+            raise ValueError(f"examples must have shape (n >= 1, {width}), got {examples.shape}")
+        relabelled = copy.copy(self)
+        relabelled.examples = {**self.examples, "train": examples}
+        return relabelled
 
     def prompts_and_answers(self, split, n):
         """(prompts (n, prompt_length), answers (n, digits + 1)) as backend arrays."""

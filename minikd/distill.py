@@ -8,6 +8,7 @@ of the ground-truth labels, ``teacher_bias`` makes the teacher prefer a wrong to
 
 import csv
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, replace
 
@@ -75,35 +76,70 @@ def corrupt_labels(y, fraction, vocab_size, seed, step):
     return backend.xp().where(flip, noisy, y)
 
 
-def teacher_logits(teacher, x, bias=()):
-    """The frozen teacher's logits for x, as a raw array (no graph); with ``bias = (c, w, b)``, logit w
-    gets +b wherever the current input token is c: a teacher that errs the same way every time."""
+def teacher_logits(teacher, x, bias=(), return_hidden=False):
+    """The frozen teacher's logits for x as a raw array (no graph); with ``return_hidden``, also its
+    residual streams (a list of arrays). With ``bias = (c, w, b)``, logit w gets +b wherever the
+    current input token is c: a teacher that errs the same way every time."""
     with no_grad():
-        logits = teacher(x).data  # (B, S, V)
+        out = teacher(x, return_hidden=return_hidden)
+    logits, hiddens = out if return_hidden else (out, [])
+    logits = logits.data  # (B, S, V)
     if bias:
         context, wrong, bonus = bias
         logits = logits.copy()
         logits[..., wrong] += bonus * (x == context)
-    return logits
+    return (logits, [h.data for h in hiddens]) if return_hidden else logits
 
 
 class Distiller:
     """The loss function ``train`` calls each step: ``distiller(student, x, y, step)``."""
 
     def __init__(self, teacher, config, steps, seed=0):
+        check_bias(config.teacher_bias, teacher.config.vocab_size)
         self.teacher, self.config, self.seed = teacher.eval(), config, seed
         self.lam_at, self.T_at = config.schedules(steps)
 
     def __call__(self, student, x, y, step):
+        return self.loss(student(x), teacher_logits(self.teacher, x, self.config.teacher_bias), y, step)
+
+    def loss(self, z, v, y, step):
+        """The objective at ``step`` from the student's logits z (a Tensor) and the teacher's v."""
         c = self.config
-        y = corrupt_labels(y, c.label_noise, student.config.vocab_size, self.seed, step)
-        v = teacher_logits(self.teacher, x, c.teacher_bias)
-        return F.distillation_loss(student(x), v, y, lam=self.lam_at(step), T=self.T_at(step),
-                                   divergence=c.divergence, beta=c.beta, form=c.form, ignore_index=IGNORE_INDEX)
+        y = corrupt_labels(y, c.label_noise, v.shape[-1], self.seed, step)
+        return F.distillation_loss(z, v, y, lam=self.lam_at(step), T=self.T_at(step), divergence=c.divergence,
+                                   beta=c.beta, form=c.form, ignore_index=IGNORE_INDEX)
 
     def describe(self, step):
         """The schedule's values at ``step``, logged with every evaluation."""
         return {"lam": self.lam_at(step), "T": self.T_at(step)}
+
+
+def check_bias(bias, vocab_size):
+    """``teacher_bias`` must name two token ids inside the vocabulary and a finite bonus."""
+    if not bias:
+        return
+    context, wrong, bonus = bias
+    for name, token in (("context", context), ("wrong", wrong)):
+        if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < vocab_size:
+            raise ValueError(f"teacher_bias {name} token must be an id in [0, {vocab_size}), got {token!r}")
+    if isinstance(bonus, bool) or not isinstance(bonus, (int, float)) or not math.isfinite(bonus):
+        raise ValueError(f"teacher_bias bonus must be a finite number, got {bonus!r}")
+
+
+def resolve_bias(bias, tokenizer):
+    """``teacher_bias`` with its tokens as ids: a token given as a string is a symbol of ``tokenizer``
+    (``("the", "cats", 4.0)``); ids pass through. A symbol outside the vocabulary is a ValueError."""
+    if not bias:
+        return ()
+    *tokens, bonus = bias
+    ids = []
+    for name, token in zip(("context", "wrong"), tokens):
+        if isinstance(token, str):
+            if token not in tokenizer.ids:
+                raise ValueError(f"teacher_bias {name} token {token!r} is not in the task's vocabulary")
+            token = tokenizer.ids[token]
+        ids.append(token)
+    return (*ids, bonus)
 
 
 def load_setting(teacher_dir, seed, task_name=None, data=None, train_tokens=None):
@@ -130,27 +166,49 @@ def new_student(student_preset, task, teacher, seed):
 
 
 def run(teacher_dir, config, train_config, out, task_name=None, data=None, student_preset="small",
-        train_tokens=None, progress=True, out_fn=print):
+        train_tokens=None, completions=None, on_policy=0.0, hidden_weight=0.0, layer_map=None, progress=True,
+        out_fn=print):
     """``minikd distill``: load the frozen teacher, train a student with ``config``; returns (student, history).
 
-    Everything is checked before anything is written: the checkpoint, the task, the vocabularies.
+    ``completions`` (``"greedy"`` or ``"sampled"``): sequence-level KD, training on the teacher's
+    completions of the prompts instead of the ground truth. ``on_policy`` = p: that fraction of steps
+    learns on the student's own samples. ``hidden_weight`` = μ > 0 (or a ``layer_map``) adds
+    hidden-state distillation. Everything is checked before anything is written.
     """
+    from minikd import sequence
+    from minikd.hidden import HiddenDistiller
     from minikd.train import train
 
     path, teacher, task = load_setting(teacher_dir, train_config.seed, task_name, data, train_tokens)
-    name = task.name
+    config = replace(config, teacher_bias=resolve_bias(config.teacher_bias, task.tokenizer))
+    validate.check_choice("completions", completions, (None, "greedy", "sampled"))
     student = new_student(student_preset, task, teacher, train_config.seed)
-    distiller = Distiller(teacher, config, train_config.steps, seed=train_config.seed)
+    distiller, extra = Distiller(teacher, config, train_config.steps, seed=train_config.seed), None
+    if hidden_weight or layer_map:
+        distiller = HiddenDistiller(teacher, student, config, train_config.steps, mu=hidden_weight,
+                                    layer_map=layer_map, seed=train_config.seed)
+        extra = distiller.projections
+    loss_fn = distiller
+    if on_policy:
+        loss_fn = sequence.OnPolicyDistiller(teacher, task, on_policy, distiller, T=config.T, seed=train_config.seed)
+    train_task = task
+    if completions:
+        train_task = sequence.teacher_completions(teacher, task, temperature=0.0 if completions == "greedy" else 1.0,
+                                                  seed=train_config.seed)
     out_fn(f"distilling {path} ({teacher.num_params():,} parameters) into a '{student_preset}' student "
-           f"({student.num_params():,}) on {name}: {config.divergence}, lam {config.lam} ({config.lam_schedule}), "
-           f"T {config.T} ({config.T_schedule})")
+           f"({student.num_params():,}) on {task.name}: {config.divergence}, lam {config.lam} ({config.lam_schedule}), "
+           f"T {config.T} ({config.T_schedule})"
+           + (f"; trained on the teacher's {completions} completions" if completions else "")
+           + (f"; on-policy with p={on_policy}" if on_policy else "")
+           + (f"; hidden states {distiller.pairs} with mu={hidden_weight}" if extra is not None else ""))
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "distill_config.json"), "w") as f:
-        json.dump(config.to_dict(), f, indent=2)
+        json.dump({**config.to_dict(), "completions": completions, "on_policy": on_policy,
+                   "hidden_weight": hidden_weight, "layer_map": getattr(distiller, "pairs", None)}, f, indent=2)
     with open(os.path.join(out, "schedule.jsonl"), "w") as f:  # the schedule of every step
         f.writelines(json.dumps({"step": t, **distiller.describe(t)}) + "\n" for t in range(train_config.steps))
-    history = train(student, task, train_config, out=out, loss_fn=distiller, progress=progress, teacher=teacher,
-                    describe=distiller.describe)
+    history = train(student, train_task, train_config, out=out, loss_fn=loss_fn, progress=progress, teacher=teacher,
+                    describe=distiller.describe, extra=extra)
     out_fn(f"student: {_summary(history[-1])}")
     return student, history
 
@@ -172,6 +230,8 @@ def sweep(teacher_dir, lams, temperatures, base, train_config, out, student_pres
     from minikd.train import train
 
     _, teacher, task = load_setting(teacher_dir, train_config.seed, train_tokens=train_tokens)
+    base = replace(base, teacher_bias=resolve_bias(base.teacher_bias, task.tokenizer))
+    check_bias(base.teacher_bias, teacher.config.vocab_size)
     grid = [replace(base, lam=lam, T=T) for lam in lams for T in temperatures]  # all checked before training
     new_student(student_preset, task, teacher, train_config.seed)
     os.makedirs(out, exist_ok=True)

@@ -109,12 +109,12 @@ class TransformerLM(Module):
         logits = layers.linear(x, head)  # (B, S, V)
         return (logits, hiddens) if return_hidden else logits
 
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, seed=0):
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, seed=0, keys=()):
         """Append ``max_new_tokens`` tokens to each row of ``idx`` (B, S), one at a time.
 
         Each step reads the last ``block_size`` tokens, takes the last position's logits / temperature,
-        keeps the ``top_k`` largest (if given) and samples with ``rng(seed, step)``; temperature 0 is
-        greedy (argmax). Runs in evaluation mode without a graph; returns a (B, S + max_new_tokens) array.
+        keeps the ``top_k`` largest (if given) and samples with ``rng(seed, *keys, step)``; temperature 0
+        is greedy (argmax). ``keys`` give independent draws to separate calls (e.g. one per batch). Runs in evaluation mode without a graph; returns a (B, S + max_new_tokens) array.
         """
         xp = backend.xp()
         idx = self.check_idx(idx)
@@ -130,15 +130,15 @@ class TransformerLM(Module):
             with no_grad():
                 for step in range(max_new_tokens):
                     logits = self(idx[:, -self.config.block_size:]).data[:, -1, :]  # (B, V)
-                    nxt = _pick_next(logits, temperature, top_k, seed, step)  # (B,)
+                    nxt = _pick_next(logits, temperature, top_k, backend.rng(seed, *keys, step))  # (B,)
                     idx = xp.concatenate([idx, nxt[:, None].astype(idx.dtype)], axis=1)
         finally:
             self.train(was_training)
         return idx
 
 
-def _pick_next(logits, temperature, top_k, seed, step):
-    """One token per row from (B, V) logits: argmax when temperature is 0, else a seeded sample."""
+def _pick_next(logits, temperature, top_k, rng):
+    """One token per row from (B, V) logits: argmax when temperature is 0, else a sample drawn with ``rng``."""
     xp = backend.xp()
     if temperature == 0:
         return logits.argmax(axis=-1)
@@ -147,5 +147,5 @@ def _pick_next(logits, temperature, top_k, seed, step):
         logits = xp.where(logits < kth, -xp.inf, logits)
     probs, _ = softmax_parts(logits, temperature)  # (B, V); masked logits get probability 0
     cdf = xp.cumsum(probs, axis=-1)  # (B, V)
-    u = backend.rng(seed, step).random((logits.shape[0], 1))  # (B, 1)
+    u = rng.random((logits.shape[0], 1))  # (B, 1)
     return xp.minimum((u >= cdf).sum(axis=-1), logits.shape[-1] - 1)  # inverse-CDF sample

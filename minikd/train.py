@@ -44,10 +44,12 @@ class TrainConfig:
     def lr_schedule(self):
         return schedules.WarmupCosine(self.lr, min(self.warmup, self.steps - 1), self.steps, end=self.lr / 10)
 
-    def make_optimizer(self, model):
+    def make_optimizer(self, *modules):
+        """The optimizer over the parameters of every module given (the model, and any extra module)."""
+        params = [p for module in modules for p in module.parameters()]
         if self.optimizer == "sgd":
-            return optim.SGD(model.parameters(), self.lr, momentum=0.9)
-        return optim.AdamW(model.parameters(), self.lr, betas=(0.9, 0.95), weight_decay=self.weight_decay)
+            return optim.SGD(params, self.lr, momentum=0.9)
+        return optim.AdamW(params, self.lr, betas=(0.9, 0.95), weight_decay=self.weight_decay)
 
 
 def cross_entropy_loss(model, x, y, step):
@@ -111,12 +113,15 @@ def unigram_loss(task, n_windows=2048):
     return float(-log_q[y_val[y_val != IGNORE_INDEX]].mean())
 
 
-def _resume(out, model, optimizer):
-    """Load ``out/checkpoint.npz`` into model and optimizer; drop metric lines after its step. Returns the step."""
+def _resume(out, model, optimizer, extra):
+    """Load ``out/checkpoint.npz`` into model, optimizer (and extra); drop metric lines after its step.
+    Returns the step."""
     ckpt = checkpoint.load(os.path.join(out, "checkpoint.npz"))
     if ckpt.config != model.config:
         raise ValueError(f"cannot resume: the checkpoint in {out!r} holds a different model ({ckpt.config})")
     model.load_state_dict(ckpt.model_state)
+    if extra is not None:
+        extra.load_state_dict(ckpt.extra_state)
     optimizer.load_state_dict(ckpt.optimizer_state)
     path = os.path.join(out, "metrics.jsonl")
     if os.path.exists(path):
@@ -128,7 +133,7 @@ def _resume(out, model, optimizer):
 
 
 def train(model, task, config, out=None, loss_fn=cross_entropy_loss, resume=False, progress=True, log=None,
-          teacher=None, describe=None):
+          teacher=None, describe=None, extra=None):
     """Train ``model`` on ``task`` for ``config.steps`` steps; returns the list of evaluation records.
 
     ``loss_fn(model, x, y, step)`` returns the scalar loss Tensor (cross-entropy by default; the
@@ -136,14 +141,16 @@ def train(model, task, config, out=None, loss_fn=cross_entropy_loss, resume=Fals
     checkpoint to ``out/checkpoint.npz`` at each evaluation; ``resume=True`` continues from it.
     ``log(step, record)`` is called after each evaluation. With ``teacher``, evaluations also
     measure the student against it; ``describe(step)`` adds entries (e.g. λ and T) to each record.
+    ``extra`` (a Module, e.g. the projections of hidden-state distillation) is trained beside the
+    model and saved in the checkpoint with it.
     """
-    optimizer = config.make_optimizer(model)
+    optimizer = config.make_optimizer(model, *([extra] if extra is not None else []))
     lr_at = config.lr_schedule()
     step, resumed_at = 0, None
     if resume:
         if out is None or not os.path.exists(os.path.join(out, "checkpoint.npz")):
             raise ValueError(f"resume=True needs a checkpoint in out={out!r}")
-        step = resumed_at = _resume(out, model, optimizer)  # its evaluation is already in metrics.jsonl
+        step = resumed_at = _resume(out, model, optimizer, extra)  # its evaluation is already in metrics.jsonl
     elif out is not None:
         os.makedirs(out, exist_ok=True)
         open(os.path.join(out, "metrics.jsonl"), "w").close()
@@ -166,7 +173,7 @@ def train(model, task, config, out=None, loss_fn=cross_entropy_loss, resume=Fals
                     with open(os.path.join(out, "metrics.jsonl"), "a") as f:
                         f.write(json.dumps(record) + "\n")
                     if step > 0:
-                        checkpoint.save(os.path.join(out, "checkpoint.npz"), model, optimizer, step,
+                        checkpoint.save(os.path.join(out, "checkpoint.npz"), model, optimizer, step, extra=extra,
                                         train_config=asdict(config), task=task.name)
                 bar.set_postfix(val_loss=f"{record['val_loss']:.4f}")
                 if log is not None:
