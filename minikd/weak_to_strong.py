@@ -139,8 +139,7 @@ def run(config=WeakToStrongConfig(), out="runs/weak_to_strong", seed=0, batch_si
     report = {"settings": {**asdict(config), "seed": seed, "batch_size": batch_size,
                            "train_problems": len(examples), "val_problems": n_val, "backend": backend.name()},
               "weak_label_accuracy": label_accuracy, "accuracy": accuracy,
-              "pgr": {name: pgr(accuracy["weak"], accuracy[name], accuracy["ceiling"])
-                      for name in ("student", "student_confidence")},
+              "pgr": {name: _pgr_or_none(accuracy, name) for name in ("student", "student_confidence")},
               "final": results, "timings": timings}
     _print_table(report, out_fn)
     with open(os.path.join(out, "results.json"), "w") as f:
@@ -149,11 +148,19 @@ def run(config=WeakToStrongConfig(), out="runs/weak_to_strong", seed=0, batch_si
     return report
 
 
+def _pgr_or_none(accuracy, name):
+    """PGR of a student, or None where it is undefined (the ceiling no better than the weak teacher)."""
+    if accuracy["ceiling"] == accuracy["weak"]:
+        return None
+    return pgr(accuracy["weak"], accuracy[name], accuracy["ceiling"])
+
+
 def _print_table(report, out_fn):
-    c, a, g = report["settings"], report["accuracy"], report["pgr"]
+    c, a = report["settings"], report["accuracy"]
+    g = {name: "undefined" if value is None else f"{value:.3f}" for name, value in report["pgr"].items()}
     rows = [(f"weak teacher ('{c['weak_preset']}', {c['weak_steps']} steps)", a["weak"], "0 by definition"),
-            (f"student, weak labels + {c['n_verified']} verified (λ={c['lam']})", a["student"], f"{g['student']:.3f}"),
-            (f"  + confidence loss (α_max={c['alpha_max']})", a["student_confidence"], f"{g['student_confidence']:.3f}"),
+            (f"student, weak labels + {c['n_verified']} verified (λ={c['lam']})", a["student"], g["student"]),
+            (f"  + confidence loss (α_max={c['alpha_max']})", a["student_confidence"], g["student_confidence"]),
             (f"ceiling ('{c['strong_preset']}', all ground truth)", a["ceiling"], "1 by definition")]
     out_fn(f"\nweak labels: {report['weak_label_accuracy']:.1%} of the weak-labelled training problems are right\n")
     out_fn(f"  {'model':<52s} {'exact match':>11s}  {'PGR':>15s}")

@@ -9,7 +9,7 @@ from reference import arr
 
 from minikd import backend, checkpoint, data
 from minikd.cli import main
-from minikd.distill import DistillConfig, Distiller, corrupt_labels, teacher_logits
+from minikd.distill import DistillConfig, Distiller, corrupt_labels, resolve_bias, teacher_logits
 from minikd.model import TransformerLM, preset
 from minikd.train import TrainConfig, train
 
@@ -85,6 +85,16 @@ def test_label_noise_and_teacher_bias(task, teacher):
     np.testing.assert_array_equal(np.delete(biased, 5, axis=-1), np.delete(plain, 5, axis=-1))
 
 
+def test_teacher_bias_tokens_are_checked(task, teacher):
+    assert resolve_bias(("the", 7, 2.5), task.tokenizer) == (task.tokenizer.ids["the"], 7, 2.5)
+    with pytest.raises(ValueError, match="context token 'thee' is not in the task's vocabulary"):
+        resolve_bias(("thee", "cats", 1.0), task.tokenizer)
+    with pytest.raises(ValueError, match=r"wrong token must be an id in \[0, 60\), got 60"):
+        Distiller(teacher, DistillConfig(teacher_bias=(0, 60, 1.0)), 4)
+    with pytest.raises(ValueError, match="bonus must be a finite number"):
+        Distiller(teacher, DistillConfig(teacher_bias=(0, 5, float("inf"))), 4)
+
+
 def test_evaluation_reports_the_schedule_and_the_teacher_metrics(task, teacher):
     config = DistillConfig(lam=0.8, lam_end=0.2, lam_schedule="linear")
     history = train(student(task), task, CONFIG, loss_fn=Distiller(teacher, config, CONFIG.steps), progress=False,
@@ -116,12 +126,24 @@ def test_cli_distill_and_its_errors(tmp_path, capsys, task, teacher):
     assert [round(r["lam"], 6) for r in schedule] == [0.5, 0.426777, 0.25, 0.073223]
     records = [json.loads(line) for line in open(out / "metrics.jsonl")]
     assert [r["step"] for r in records] == [0, 2, 4]
+    biased = tmp_path / "biased"
+    assert main(["distill", "--teacher", str(teacher_dir), "--student-preset", "tiny", "--steps", "2",
+                 "--batch-size", "4", "--teacher-bias", "the,cats,4", "--hidden-weight", "0.5", "--out", str(biased),
+                 "--quiet"]) == 0
+    saved = json.load(open(biased / "distill_config.json"))
+    assert saved["teacher_bias"] == [task.tokenizer.ids["the"], task.tokenizer.ids["cats"], 4.0]
+    assert saved["layer_map"] == [[1, 1]] and saved["hidden_weight"] == 0.5
 
     failures = [
         (["--teacher", str(tmp_path / "missing")], "does not exist"),
         (["--teacher", str(teacher_dir), "--T", "0"], "T must be"),
         (["--teacher", str(teacher_dir), "--lam", "-0.5"], "lam must be in"),
         (["--teacher", str(teacher_dir), "--task", "addition"], "vocabularies differ"),
+        (["--teacher", str(teacher_dir), "--teacher-bias", "the,cats"], "--teacher-bias must be CONTEXT,WRONG,BONUS"),
+        (["--teacher", str(teacher_dir), "--teacher-bias", "the,kats,3"], "'kats' is not in the task's vocabulary"),
+        (["--teacher", str(teacher_dir), "--layer-map", "1:2"], "points past the last layer"),
+        (["--teacher", str(teacher_dir), "--layer-map", "1"], "STUDENT:TEACHER"),
+        (["--teacher", str(teacher_dir), "--completions", "greedy"], "needs a task of prompts and completions"),
     ]
     (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 not really a zip")
     failures.append((["--teacher", str(tmp_path / "corrupt.npz")], "cannot be read"))
