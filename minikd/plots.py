@@ -1,15 +1,132 @@
 """Plotting functions shared by the demo, the CLI and the tutorials; each returns a matplotlib Figure.
 
 One style throughout: labelled axes with units, a title, a legend, and the colour-blind-safe
-Okabe-Ito palette.
+Okabe-Ito palette (lines and bars) or viridis (surfaces). Inputs are host arrays or lists.
 """
+
+import math
+import os
 
 import matplotlib
 
 matplotlib.use("Agg", force=False)  # files, not windows: works on machines without a display
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+
+
+SIZE = (6.4, 4.0)
+
+
+def _axes(title, xlabel, ylabel, size=SIZE):
+    fig, ax = plt.subplots(figsize=size, dpi=100)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def _finish(fig, ax):
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def line_plot(x, series, title, xlabel, ylabel, logx=False, logy=False, reference=None):
+    """One line per entry of ``series`` ({label: y values}) over the shared ``x``; ``reference``
+    = (y, label) adds a dashed horizontal line."""
+    fig, ax = _axes(title, xlabel, ylabel)
+    for colour, (label, y) in zip(OKABE_ITO, series.items()):
+        ax.plot(x, y, marker="o", markersize=3, color=colour, label=label)
+    if reference is not None:
+        ax.axhline(reference[0], linestyle="--", color="0.4", label=reference[1])
+    ax.set_xscale("log" if logx else "linear")
+    ax.set_yscale("log" if logy else "linear")
+    return _finish(fig, ax)
+
+
+def grouped_bars(categories, groups, title, xlabel, ylabel):
+    """Bars of several groups ({label: one value per category}) side by side over ``categories``."""
+    fig, ax = _axes(title, xlabel, ylabel, size=(7.2, 4.0))
+    width = 0.8 / len(groups)
+    for k, (colour, (label, values)) in enumerate(zip(OKABE_ITO, groups.items())):
+        offsets = [i + (k - (len(groups) - 1) / 2) * width for i in range(len(categories))]
+        ax.bar(offsets, values, width=width, color=colour, label=label)
+    ax.set_xticks(range(len(categories)), categories, rotation=30 if len(categories) > 6 else 0)
+    return _finish(fig, ax)
+
+
+def heatmap(values, xticks, yticks, title, xlabel, ylabel, colorbar_label, fmt="{:.3f}"):
+    """A (len(yticks), len(xticks)) grid of numbers as colours, each cell labelled with its value."""
+    fig, ax = _axes(title, xlabel, ylabel)
+    ax.grid(False)
+    image = ax.imshow(values, origin="lower", aspect="auto", cmap="viridis")
+    ax.set_xticks(range(len(xticks)), [f"{t:g}" for t in xticks])
+    ax.set_yticks(range(len(yticks)), [f"{t:g}" for t in yticks])
+    low, high = min(map(min, values)), max(map(max, values))
+    for i, row in enumerate(values):
+        for j, value in enumerate(row):
+            light = high > low and (value - low) / (high - low) < 0.5
+            ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=8, color="white" if light else "black")
+    fig.colorbar(image, ax=ax, label=colorbar_label)
+    return _finish(fig, ax)
+
+
+def contour_panels(panels, title, xlabel, ylabel, colorbar_label, levels=20):
+    """Side-by-side filled contour plots sharing one colour scale; ``panels`` maps a subtitle to
+    (X, Y, Z) grids; a panel may add a fourth item, a point (x, y) to mark (e.g. a minimum)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.8), dpi=100, squeeze=False)
+    low = min(float(p[2].min()) for p in panels.values())
+    high = max(float(p[2].max()) for p in panels.values())
+    for ax, (subtitle, panel) in zip(axes[0], panels.items()):
+        X, Y, Z = panel[:3]
+        filled = ax.contourf(X, Y, Z, levels=levels, cmap="viridis", vmin=low, vmax=high)
+        if len(panel) > 3:
+            ax.plot(*panel[3], marker="*", markersize=12, color=OKABE_ITO[1], markeredgecolor="black")
+        ax.set_title(subtitle)
+        ax.set_xlabel(xlabel)
+    axes[0][0].set_ylabel(ylabel)
+    fig.colorbar(filled, ax=axes[0].tolist(), label=colorbar_label)
+    fig.suptitle(title)
+    return fig
+
+
+def simplex_panels(panels, title, corner_labels=("class 0", "class 1", "class 2"), colorbar_label="loss"):
+    """Functions on the probability simplex of 3 classes, one triangle per panel.
+
+    ``panels`` maps a subtitle to (q, values[, marks]): q (n, 3) points of the simplex, the value at
+    each, and optional {label: (3,) point} to mark. Corner k of each triangle is the one-hot class k.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), dpi=100, squeeze=False)
+    for ax, (subtitle, panel) in zip(axes[0], panels.items()):
+        q, values = panel[0], panel[1]
+        x, y = _barycentric(q)
+        ax.tricontourf(x, y, values, levels=20, cmap="viridis")
+        for colour, (label, point) in zip(OKABE_ITO[1:], (panel[2] if len(panel) > 2 else {}).items()):
+            px, py = _barycentric([point])
+            ax.plot(px, py, marker="*", markersize=12, color=colour, markeredgecolor="black", linestyle="", label=label)
+        for k, (cx, cy) in enumerate(((0, 0), (1, 0), (0.5, math.sqrt(3) / 2))):
+            ax.annotate(corner_labels[k], (cx, cy), ha="center", va="top" if cy == 0 else "bottom", fontsize=8)
+        ax.set_title(subtitle, fontsize=10)
+        ax.set_xlim(-0.12, 1.12)
+        ax.set_ylim(-0.12, 0.98)  # room for the corner labels
+        ax.set_aspect("equal")
+        ax.axis("off")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    fig.suptitle(f"{title} (colour: {colorbar_label}; darker is lower)")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def _barycentric(q):
+    """Simplex points (q0, q1, q2) -> plane coordinates: corners at (0, 0), (1, 0), (½, √3/2)."""
+    x = [p[1] + p[2] / 2 for p in q]
+    y = [p[2] * math.sqrt(3) / 2 for p in q]
+    return x, y
 
 
 def training_curves(histories, metric="val_loss", floor=None, title=None, ylabel=None):
@@ -18,22 +135,18 @@ def training_curves(histories, metric="val_loss", floor=None, title=None, ylabel
     ``histories`` maps a label to a list of evaluation records (as ``train.train`` returns);
     ``floor``, if given, is drawn as a dashed line (e.g. the grammar's entropy floor).
     """
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    fig, ax = _axes(title or metric.replace("_", " "), "training step", ylabel or metric.replace("_", " "))
     for colour, (label, history) in zip(OKABE_ITO, histories.items()):
         points = [(r["step"], r[metric]) for r in history if r.get(metric) is not None]
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, color=colour, label=label)
     if floor is not None:
         ax.axhline(floor, linestyle="--", color="0.4", label=f"entropy floor ({floor:.3f})")
-    ax.set_xlabel("training step")
-    ax.set_ylabel(ylabel or metric.replace("_", " "))
-    ax.set_title(title or metric.replace("_", " "))
-    ax.grid(alpha=0.3)
-    ax.legend(frameon=False)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax)
 
 
 def save(fig, path):
     """Write a figure as PNG (fixed dpi and metadata, so the same data gives the same file) and close it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
     fig.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(fig)
