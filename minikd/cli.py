@@ -1,4 +1,4 @@
-"""The ``minikd`` command line: check, demo, train, distill, sweep, weak-to-strong and bench."""
+"""The ``minikd`` command line: check, demo, train, distill, sweep, weak-to-strong, figures and bench."""
 
 import argparse
 import sys
@@ -81,6 +81,14 @@ def _parser():
     sweep.add_argument("--seed", type=int, default=0)
     sweep.add_argument("--out", default="runs/sweep")
     sweep.add_argument("--quiet", action="store_true")
+
+    figures = commands.add_parser("figures", help="run every tutorial to regenerate the figures")
+    figures.add_argument("--out", default="figures", help="folder for the PNG files")
+    figures.add_argument("--fast", action="store_true", help="the tutorials' fast mode (small sizes)")
+    figures.add_argument("--only", metavar="PREFIX", help="only tutorials whose file name starts with PREFIX")
+    figures.add_argument("--tutorials", metavar="DIR", help="the tutorials folder (default: the checkout's)")
+    figures.add_argument("--runs", metavar="DIR", help="folder for the tutorials' training runs "
+                                                       "(default: runs/tutorials)")
 
     w2s = commands.add_parser("weak-to-strong", help="a weak teacher supervises a larger student (addition); PGR table")
     defaults = WeakToStrongConfig()
@@ -207,6 +215,16 @@ def _run(args):
         distill.sweep(args.teacher, _numbers("--lam", args.lam), _numbers("--T", args.T), base, train_config,
                       args.out, student_preset=args.student_preset, train_tokens=args.train_tokens,
                       progress=not args.quiet)
+        return 0
+    if args.command == "figures":
+        from minikd import figures
+
+        try:
+            figures.run(args.out, folder=args.tutorials or figures.TUTORIALS, fast=args.fast, only=args.only,
+                        runs=args.runs)
+        except RuntimeError as err:
+            print(f"minikd: {err}", file=sys.stderr)
+            return 1
         return 0
     if args.command == "weak-to-strong":
         from minikd import weak_to_strong

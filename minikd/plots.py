@@ -63,8 +63,8 @@ def heatmap(values, xticks, yticks, title, xlabel, ylabel, colorbar_label, fmt="
     fig, ax = _axes(title, xlabel, ylabel)
     ax.grid(False)
     image = ax.imshow(values, origin="lower", aspect="auto", cmap="viridis")
-    ax.set_xticks(range(len(xticks)), [f"{t:g}" for t in xticks])
-    ax.set_yticks(range(len(yticks)), [f"{t:g}" for t in yticks])
+    ax.set_xticks(range(len(xticks)), [f"{t:.3g}" for t in xticks])
+    ax.set_yticks(range(len(yticks)), [f"{t:.3g}" for t in yticks])
     low, high = min(map(min, values)), max(map(max, values))
     for i, row in enumerate(values):
         for j, value in enumerate(row):
@@ -77,7 +77,8 @@ def heatmap(values, xticks, yticks, title, xlabel, ylabel, colorbar_label, fmt="
 def contour_panels(panels, title, xlabel, ylabel, colorbar_label, levels=20):
     """Side-by-side filled contour plots sharing one colour scale; ``panels`` maps a subtitle to
     (X, Y, Z) grids; a panel may add a fourth item, a point (x, y) to mark (e.g. a minimum)."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.8), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 1.0, 4.0), dpi=100, squeeze=False,
+                             layout="constrained")
     low = min(float(p[2].min()) for p in panels.values())
     high = max(float(p[2].max()) for p in panels.values())
     for ax, (subtitle, panel) in zip(axes[0], panels.items()):

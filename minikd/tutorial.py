@@ -4,6 +4,7 @@
 (default ``figures``) and ``MINIKD_RUNS`` (default ``runs/tutorials``) are the output folders.
 """
 
+import json
 import os
 
 from minikd import checkpoint, data, plots
@@ -29,17 +30,29 @@ def save_figure(fig, name):
     return path
 
 
-def grammar_teacher(steps, tokens=200_000, seed=0):
-    """A ``teacher``-preset model trained with cross-entropy on the grammar task (block 32).
+def teacher_folder(steps, tokens=200_000, seed=0):
+    """Where ``grammar_teacher`` keeps its run (``checkpoint.npz``, ``metrics.jsonl``)."""
+    return runs_dir(f"grammar-teacher-{steps}-{tokens}-{seed}")
 
-    Trained once and kept under ``runs_dir()``; a later call with the same settings loads it.
-    Training is deterministic, so a loaded teacher is the one training would give.
+
+def trained_model(task, preset_name, steps, folder, seed=0):
+    """(model, history): a ``preset_name`` model trained with cross-entropy on ``task`` for ``steps``
+    steps, and its evaluation records (ten over the run).
+
+    Trained once and kept in ``folder``; a later call with the same folder loads it. Training is
+    deterministic, so a loaded model is the one training would give.
     """
+    path = os.path.join(folder, "checkpoint.npz")
+    if not os.path.exists(path):
+        model = TransformerLM(preset(preset_name, task.tokenizer.vocab_size, task.block_size), seed=seed)
+        train(model, task, TrainConfig(steps=steps, eval_every=max(1, steps // 10), eval_windows=128, seed=seed),
+              out=folder, progress=False)
+    with open(os.path.join(folder, "metrics.jsonl")) as f:
+        history = [json.loads(line) for line in f]
+    return checkpoint.load_model(path), history
+
+
+def grammar_teacher(steps, tokens=200_000, seed=0):
+    """``trained_model`` for the tutorials' grammar teacher: the ``teacher`` preset, block 32."""
     task = data.GrammarTask(train_tokens=tokens, seed=seed)
-    path = runs_dir(f"grammar-teacher-{steps}-{tokens}-{seed}", "checkpoint.npz")
-    if os.path.exists(path):
-        return checkpoint.load_model(path)
-    model = TransformerLM(preset("teacher", task.tokenizer.vocab_size, task.block_size), seed=seed)
-    train(model, task, TrainConfig(steps=steps, eval_every=steps, eval_windows=64, seed=seed),
-          out=os.path.dirname(path), progress=False)
-    return model.eval()
+    return trained_model(task, "teacher", steps, teacher_folder(steps, tokens, seed), seed)

@@ -16,7 +16,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from minikd import backend, schedules, sequence, validate
 from minikd import functional as F
@@ -99,60 +99,95 @@ class WeakToStrongLoss:
         return {"alpha": self.alpha_at(step)}
 
 
+class Experiment:
+    """The trainings of a weak-to-strong run, one method each, sharing task, seed and budget.
+
+    ``weak()`` trains the weak teacher and lets it label the prompts outside the verified set;
+    ``ceiling()`` trains the strong model on all the ground truth; ``student(name, lam, alpha_max)``
+    trains the strong model on verified + weak labels. Each records its final evaluation in
+    ``results[name]`` and its time in ``timings[name]``; with ``out``, each run gets a folder there.
+    """
+
+    def __init__(self, config, task=None, seed=0, batch_size=32, out=None, progress=True):
+        self.task = task or AdditionTask(seed=seed)
+        n_train = len(self.task.examples["train"])
+        if not config.verified_batch < batch_size:
+            raise ValueError(f"verified_batch ({config.verified_batch}) must be smaller than batch_size ({batch_size})")
+        if not config.n_verified < n_train:
+            raise ValueError(f"n_verified ({config.n_verified}) must be smaller than the {n_train} training problems")
+        self.config, self.seed, self.batch_size, self.out, self.progress = config, seed, batch_size, out, progress
+        self.results, self.timings = {}, {}
+        self.weak_model = self.verified = self.weak_labelled = self.weak_label_accuracy = None
+
+    def _train(self, name, preset_name, steps, on_task, rows, **kwargs):
+        start = time.perf_counter()
+        task = self.task
+        model = TransformerLM(preset(preset_name, task.tokenizer.vocab_size, task.block_size), seed=self.seed)
+        n_val = len(task.examples["val"])
+        train_config = TrainConfig(steps=steps, batch_size=rows, eval_every=max(1, steps // 5), eval_windows=n_val,
+                                   seed=self.seed)
+        out = None if self.out is None else os.path.join(self.out, name)
+        self.results[name] = train(model, on_task, train_config, out=out, progress=self.progress, **kwargs)[-1]
+        self.timings[name] = time.perf_counter() - start
+        return model
+
+    def weak(self):
+        """Train the weak teacher; it completes every training prompt outside the verified set."""
+        c, examples = self.config, self.task.examples["train"]
+        self.weak_model = self._train("weak", c.weak_preset, c.weak_steps, self.task, self.batch_size).eval()
+        self.verified = self.task.with_train_examples(examples[: c.n_verified])
+        unlabelled = self.task.with_train_examples(examples[c.n_verified:])
+        self.weak_labelled = sequence.teacher_completions(self.weak_model, unlabelled)
+        right = (self.weak_labelled.examples["train"] == examples[c.n_verified:]).all(axis=1)
+        self.weak_label_accuracy = float(right.mean())
+        return self.weak_model
+
+    def ceiling(self):
+        return self._train("ceiling", self.config.strong_preset, self.config.steps, self.task, self.batch_size)
+
+    def student(self, name="student", lam=None, alpha_max=0.0):
+        """The strong model on verified and weak labels (``weak()`` first), at ``lam`` (default: the config's)."""
+        if self.weak_model is None:
+            raise ValueError("train the weak teacher first: call weak() before student()")
+        c = self.config if lam is None else replace(self.config, lam=lam)
+        loss = WeakToStrongLoss(self.weak_model, self.verified, c, c.steps, alpha_max, seed=self.seed)
+        return self._train(name, c.strong_preset, c.steps, self.weak_labelled, self.batch_size - c.verified_batch,
+                           loss_fn=loss, describe=loss.describe, teacher=self.weak_model)
+
+    def accuracy(self, name):
+        return self.results[name]["accuracy"]
+
+    def pgr(self, name):
+        """PGR of run ``name`` on exact-match accuracy; None where undefined (ceiling = weak)."""
+        weak, ceiling = self.accuracy("weak"), self.accuracy("ceiling")
+        return None if ceiling == weak else pgr(weak, self.accuracy(name), ceiling)
+
+
 def run(config=WeakToStrongConfig(), out="runs/weak_to_strong", seed=0, batch_size=32, task=None, progress=True,
         out_fn=print):
     """``minikd weak-to-strong``: weak teacher, ceiling, and the student without and with the confidence
     loss; prints the table, writes ``results.json``; returns the results. ``task`` defaults to
     ``AdditionTask(seed=seed)``; performance is exact-match accuracy on all its validation problems.
     """
-    task = task or AdditionTask(seed=seed)
-    examples = task.examples["train"]
-    if not config.verified_batch < batch_size:
-        raise ValueError(f"verified_batch ({config.verified_batch}) must be smaller than batch_size ({batch_size})")
-    if not config.n_verified < len(examples):
-        raise ValueError(f"n_verified ({config.n_verified}) must be smaller than the {len(examples)} training problems")
-    n_val = len(task.examples["val"])
-    results, timings = {}, {}
-
-    def trained(name, preset_name, steps, on_task, rows=batch_size, **kwargs):
-        start = time.perf_counter()
-        model = TransformerLM(preset(preset_name, task.tokenizer.vocab_size, task.block_size), seed=seed)
-        train_config = TrainConfig(steps=steps, batch_size=rows, eval_every=max(1, steps // 5), eval_windows=n_val,
-                                   seed=seed)
-        results[name] = train(model, on_task, train_config, out=os.path.join(out, name), progress=progress,
-                              **kwargs)[-1]
-        timings[name] = time.perf_counter() - start
-        return model
-
+    experiment = Experiment(config, task, seed, batch_size, out, progress)
     os.makedirs(out, exist_ok=True)
-    weak = trained("weak", config.weak_preset, config.weak_steps, task).eval()
-    trained("ceiling", config.strong_preset, config.steps, task)
-    verified = task.with_train_examples(examples[: config.n_verified])
-    weak_labelled = sequence.teacher_completions(weak, task.with_train_examples(examples[config.n_verified:]))
-    label_accuracy = float((weak_labelled.examples["train"] == examples[config.n_verified:]).all(axis=1).mean())
-    for name, alpha_max in (("student", 0.0), ("student_confidence", config.alpha_max)):
-        loss = WeakToStrongLoss(weak, verified, config, config.steps, alpha_max, seed=seed)
-        trained(name, config.strong_preset, config.steps, weak_labelled, rows=batch_size - config.verified_batch,
-                loss_fn=loss, describe=loss.describe, teacher=weak)
-
-    accuracy = {name: record["accuracy"] for name, record in results.items()}
+    experiment.weak()
+    experiment.ceiling()
+    experiment.student("student")
+    experiment.student("student_confidence", alpha_max=config.alpha_max)
+    names = ("student", "student_confidence")
     report = {"settings": {**asdict(config), "seed": seed, "batch_size": batch_size,
-                           "train_problems": len(examples), "val_problems": n_val, "backend": backend.name()},
-              "weak_label_accuracy": label_accuracy, "accuracy": accuracy,
-              "pgr": {name: _pgr_or_none(accuracy, name) for name in ("student", "student_confidence")},
-              "final": results, "timings": timings}
+                           "train_problems": len(experiment.task.examples["train"]),
+                           "val_problems": len(experiment.task.examples["val"]), "backend": backend.name()},
+              "weak_label_accuracy": experiment.weak_label_accuracy,
+              "accuracy": {name: experiment.accuracy(name) for name in experiment.results},
+              "pgr": {name: experiment.pgr(name) for name in names},
+              "final": experiment.results, "timings": experiment.timings}
     _print_table(report, out_fn)
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(report, f, indent=2)
     out_fn(f"wrote {os.path.join(out, 'results.json')}")
     return report
-
-
-def _pgr_or_none(accuracy, name):
-    """PGR of a student, or None where it is undefined (the ceiling no better than the weak teacher)."""
-    if accuracy["ceiling"] == accuracy["weak"]:
-        return None
-    return pgr(accuracy["weak"], accuracy[name], accuracy["ceiling"])
 
 
 def _print_table(report, out_fn):
