@@ -54,7 +54,8 @@ def grouped_bars(categories, groups, title, xlabel, ylabel):
     for k, (colour, (label, values)) in enumerate(zip(OKABE_ITO, groups.items())):
         offsets = [i + (k - (len(groups) - 1) / 2) * width for i in range(len(categories))]
         ax.bar(offsets, values, width=width, color=colour, label=label)
-    ax.set_xticks(range(len(categories)), categories, rotation=30 if len(categories) > 6 else 0)
+    crowded = len(categories) > 6 or max(len(str(c)) for c in categories) > 12
+    ax.set_xticks(range(len(categories)), categories, rotation=25 if crowded else 0, ha="right" if crowded else "center")
     return _finish(fig, ax)
 
 

@@ -106,9 +106,10 @@ class Experiment:
     ``ceiling()`` trains the strong model on all the ground truth; ``student(name, lam, alpha_max)``
     trains the strong model on verified + weak labels. Each records its final evaluation in
     ``results[name]`` and its time in ``timings[name]``; with ``out``, each run gets a folder there.
+    ``evaluations`` is how many times each run is evaluated (besides step 0).
     """
 
-    def __init__(self, config, task=None, seed=0, batch_size=32, out=None, progress=True):
+    def __init__(self, config, task=None, seed=0, batch_size=32, out=None, progress=True, evaluations=5):
         self.task = task or AdditionTask(seed=seed)
         n_train = len(self.task.examples["train"])
         if not config.verified_batch < batch_size:
@@ -116,6 +117,7 @@ class Experiment:
         if not config.n_verified < n_train:
             raise ValueError(f"n_verified ({config.n_verified}) must be smaller than the {n_train} training problems")
         self.config, self.seed, self.batch_size, self.out, self.progress = config, seed, batch_size, out, progress
+        self.evaluations = evaluations
         self.results, self.timings = {}, {}
         self.weak_model = self.verified = self.weak_labelled = self.weak_label_accuracy = None
 
@@ -124,7 +126,8 @@ class Experiment:
         task = self.task
         model = TransformerLM(preset(preset_name, task.tokenizer.vocab_size, task.block_size), seed=self.seed)
         n_val = len(task.examples["val"])
-        train_config = TrainConfig(steps=steps, batch_size=rows, eval_every=max(1, steps // 5), eval_windows=n_val,
+        train_config = TrainConfig(steps=steps, batch_size=rows, eval_every=max(1, steps // self.evaluations),
+                                   eval_windows=n_val,
                                    seed=self.seed)
         out = None if self.out is None else os.path.join(self.out, name)
         self.results[name] = train(model, on_task, train_config, out=out, progress=self.progress, **kwargs)[-1]

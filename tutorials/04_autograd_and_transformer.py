@@ -18,7 +18,6 @@ from minikd import functional as F
 from minikd.autograd import Tensor
 from minikd.gradcheck import directional_gradcheck, gradcheck
 from minikd.layers import gelu, layer_norm
-from minikd.model import TransformerLM, preset
 from minikd.nn import Block
 
 backend.reuse_freed_memory()  # keep freed buffers for reuse: training runs faster (see the README)

@@ -31,7 +31,7 @@ backend.reuse_freed_memory()  # keep freed buffers for reuse: training runs fast
 task = tutorial.pick(data.AdditionTask(seed=0), data.AdditionTask(digits=2, train_examples=400, val_examples=40))
 config = WeakToStrongConfig(weak_steps=tutorial.pick(700, 3), steps=tutorial.pick(800, 3),
                             n_verified=tutorial.pick(500, 20), verified_batch=8)
-experiment = Experiment(config, task, progress=False)
+experiment = Experiment(config, task, progress=False, evaluations=1)  # evaluated at the end only
 experiment.weak()
 experiment.ceiling()
 print(f"weak teacher: {experiment.accuracy('weak'):.1%} exact match; its labels are right on "
