@@ -9,7 +9,7 @@
 # ## The weak-to-strong setting
 # On the addition task (`"123+045=0168"`), a weak teacher (the `small` preset, trained briefly) labels
 # most training problems with its own answers; a small verified set keeps the true answers. The
-# strong student (the `teacher` preset, five times larger) learns from both:
+# strong student (the `teacher` preset, about six times larger) learns from both:
 #
 # $$L = (1-\lambda)\,\mathrm{CE}(\text{verified}) + \lambda\,\big[(1-\alpha_t)\,T^2\,\mathrm{KL}(\text{weak}_T\,\|\,\text{student}_T) + \alpha_t\,\mathrm{CE}(\text{student},\ \arg\max\ \text{student})\big]$$
 #
