@@ -7,11 +7,11 @@ reaches ``start`` at step 0 and ``end`` at step ``total`` (and stays there after
 import math
 from dataclasses import dataclass
 
+from minikd import validate
+
 
 def _check_total(total):
-    if isinstance(total, bool) or not isinstance(total, int) or total < 1:
-        raise ValueError(f"total (the number of steps) must be a positive integer, got {total!r}")
-    return total
+    return validate.check_positive_int("total (the number of steps)", total)
 
 
 def _progress(step, total):

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 from tqdm.auto import tqdm
 
-from minikd import backend, checkpoint, optim, schedules
+from minikd import backend, checkpoint, optim, schedules, validate
 from minikd import functional as F
 from minikd.autograd import no_grad
 from minikd.data import IGNORE_INDEX, load_task
@@ -35,9 +35,7 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "eval_every", "eval_windows"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            validate.check_positive_int(name, getattr(self, name))
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
 

@@ -36,6 +36,13 @@ def check_beta(beta):
     return float(beta)
 
 
+def check_positive_int(name, value):
+    """``value`` must be an integer >= 1 (a bool is not an integer here)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
 def check_choice(name, value, choices):
     """``value`` must be one of ``choices``."""
     if value not in choices:

@@ -56,9 +56,7 @@ class WeakToStrongConfig:
         for name in ("weak_preset", "strong_preset"):
             validate.check_choice(name, getattr(self, name), ("tiny", "small", "teacher"))
         for name in ("weak_steps", "steps", "n_verified", "verified_batch"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            validate.check_positive_int(name, getattr(self, name))
         validate.check_lam(self.lam, "interpolate")
         validate.check_temperature(self.T)
         for name in ("alpha_max", "alpha_warmup"):
