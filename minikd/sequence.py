@@ -70,7 +70,7 @@ class OnPolicyDistiller:
                                      keys=(ON_POLICY_STREAM, step))  # (B, P + digits + 1), no graph
         x, y = self.task.pairs(sequences)
         v = teacher_logits(self.teacher, x)  # the teacher's view of the student's own answers
-        return F.kl_div(student(x), v, T=self.T, mask=y != IGNORE_INDEX) * (self.T * self.T)
+        return F.distillation_loss(student(x), v, y, lam=1.0, T=self.T, ignore_index=IGNORE_INDEX)  # T²·KL
 
     def describe(self, step):
         return {"on_policy": bool(self.on_policy(step))}
