@@ -16,6 +16,18 @@ def tensor(x, grad=False):
     return Tensor(arr(x), requires_grad=grad)
 
 
+def params(model):
+    """{name: host copy} of a model's parameters."""
+    return {name: backend.to_numpy(p.data).copy() for name, p in model.named_parameters()}
+
+
+def assert_same_params(a, b):
+    """Two models' parameters are equal bit for bit."""
+    expected = params(b)
+    for name, value in params(a).items():
+        np.testing.assert_array_equal(value, expected[name], err_msg=name)
+
+
 def softmax_np(x, T):
     """softmax(x/T) in plain NumPy, for expected values."""
     e = np.exp((x - x.max(axis=-1, keepdims=True)) / T)

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from reference import arr
+from reference import arr, assert_same_params, params
 
 from minikd import backend, checkpoint, data
 from minikd.cli import main
@@ -31,15 +31,6 @@ CONFIG = TrainConfig(steps=8, batch_size=8, eval_every=4, eval_windows=16, warmu
 
 def student(task):
     return TransformerLM(preset("tiny", task.tokenizer.vocab_size, task.block_size), seed=1)
-
-
-def params(model):
-    return {name: backend.to_numpy(p.data).copy() for name, p in model.named_parameters()}
-
-
-def assert_same_params(a, b):
-    for name, value in params(a).items():
-        np.testing.assert_array_equal(value, params(b)[name], err_msg=name)
 
 
 def test_teacher_is_bit_identical_after_distillation(task, teacher):

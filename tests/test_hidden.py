@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from hypothesis import given
-from reference import arr, tensor
+from reference import arr, assert_same_params, tensor
 from strategies import array_shapes, normal, seeds
 
 from minikd import backend, checkpoint, data, gradcheck
@@ -78,8 +78,7 @@ def test_mu_zero_is_prediction_layer_distillation(task):
     train(a, task, steps, loss_fn=Distiller(teacher, config, 4), progress=False)
     hd = HiddenDistiller(teacher, b, config, 4, mu=0.0)
     train(b, task, steps, loss_fn=hd, extra=hd.projections, progress=False)
-    for (name, p), q in zip(a.named_parameters(), b.parameters()):
-        np.testing.assert_array_equal(backend.to_numpy(p.data), backend.to_numpy(q.data), err_msg=name)
+    assert_same_params(a, b)
 
 
 def test_projections_train_save_and_resume(task, tmp_path):

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from reference import assert_same_params
 
 from minikd import backend, checkpoint, data
 from minikd import functional as F
@@ -31,10 +32,6 @@ def student(task):
     return TransformerLM(preset("tiny", task.tokenizer.vocab_size, task.block_size), seed=1)
 
 
-def params(model):
-    return [backend.to_numpy(p.data).copy() for p in model.parameters()]
-
-
 def test_teacher_completions_replace_the_training_answers_only(task, teacher):
     relabelled = teacher_completions(teacher, task)
     train_examples, P = task.examples["train"], task.prompt_length
@@ -62,16 +59,14 @@ def test_sequence_level_kd_trains_on_the_teachers_tokens(task, teacher):
     a, b = student(task), student(task)
     train(a, relabelled, CONFIG, loss_fn=Distiller(teacher, DistillConfig(lam=0.0), CONFIG.steps), progress=False)
     train(b, task.with_train_examples(relabelled.examples["train"].copy()), CONFIG, progress=False)
-    for p, q in zip(params(a), params(b)):
-        np.testing.assert_array_equal(p, q)
+    assert_same_params(a, b)
 
 
 def test_on_policy_with_p_zero_is_off_policy(task, teacher):
     a, b = student(task), student(task)
     train(a, task, CONFIG, progress=False)
     train(b, task, CONFIG, loss_fn=OnPolicyDistiller(teacher, task, 0.0, cross_entropy_loss), progress=False)
-    for p, q in zip(params(a), params(b)):
-        np.testing.assert_array_equal(p, q)
+    assert_same_params(a, b)
 
 
 def test_on_policy_loss_is_the_teachers_kl_on_the_students_samples(task, teacher):

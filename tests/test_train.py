@@ -5,8 +5,9 @@ import os
 
 import numpy as np
 import pytest
+from reference import assert_same_params
 
-from minikd import backend, checkpoint, data
+from minikd import checkpoint, data
 from minikd.cli import main
 from minikd.model import TransformerLM, preset
 from minikd.train import TrainConfig, cross_entropy_loss, evaluate, train
@@ -22,10 +23,6 @@ def tiny_model(task, seed=0, **overrides):
 
 
 CONFIG = TrainConfig(steps=12, batch_size=8, eval_every=4, eval_windows=16, warmup=2, seed=5)
-
-
-def params(model):
-    return {name: backend.to_numpy(p.data).copy() for name, p in model.named_parameters()}
 
 
 def losses(history):
@@ -47,8 +44,7 @@ def test_checkpoint_round_trip_is_exact(task, tmp_path):
     assert ckpt.step == CONFIG.steps and ckpt.meta["task"] == "grammar"
     loaded = checkpoint.load_model(str(tmp_path / "checkpoint.npz"))
     assert loaded.config == model.config
-    for name, value in params(model).items():
-        np.testing.assert_array_equal(value, params(loaded)[name], err_msg=name)
+    assert_same_params(model, loaded)
     assert [f for f in os.listdir(tmp_path) if f.endswith(".tmp")] == []  # nothing left half-written
 
 
@@ -67,8 +63,7 @@ def test_resume_equals_uninterrupted(task, tmp_path):
               progress=False)
     resumed = tiny_model(task, dropout=0.1)
     train(resumed, task, CONFIG, out=str(tmp_path / "split"), resume=True, progress=False)
-    for name, value in params(whole).items():
-        np.testing.assert_array_equal(value, params(resumed)[name], err_msg=name)
+    assert_same_params(whole, resumed)
     with open(tmp_path / "split" / "metrics.jsonl") as f:
         split_records = [json.loads(line) for line in f]
     assert losses(split_records) == losses(history)
