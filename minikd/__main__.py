@@ -2,6 +2,6 @@
 
 import sys
 
-from minikd.cli import main
+from minikd.tools.cli import main
 
 sys.exit(main())

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from minikd import Tensor, backend, no_grad
-from minikd.autograd import is_grad_enabled
+from minikd.engine.autograd import is_grad_enabled
 
 
 def A(x):

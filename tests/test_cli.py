@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from minikd import cli
+from minikd.tools import cli
 
 
 def test_check_reports_every_op_and_passes(capsys):

@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from strategies import seeds
 
-from minikd import backend, data, grammar
+from minikd import backend
+from minikd.tasks import data, grammar
 
 G = grammar.build()
 

@@ -7,11 +7,14 @@ import numpy as np
 import pytest
 from reference import arr, assert_same_params, params
 
-from minikd import backend, checkpoint, data
-from minikd.cli import main
-from minikd.distill import DistillConfig, Distiller, corrupt_labels, resolve_bias, teacher_logits
-from minikd.model import TransformerLM, preset
-from minikd.train import TrainConfig, train
+from minikd import backend
+from minikd.recipes import checkpoint
+from minikd.tasks import data
+from minikd.tools.cli import main
+from minikd.recipes.distill import DistillConfig, Distiller, corrupt_labels, resolve_bias
+from minikd.recipes.teacher import teacher_logits
+from minikd.nn.model import TransformerLM, preset
+from minikd.recipes.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 
 from minikd import GradcheckError, Tensor, backend, gradcheck
 from minikd import functional as F
-from minikd.autograd import Function
+from minikd.engine.autograd import Function
 
 
 class WrongSoftmax(Function):

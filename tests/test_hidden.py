@@ -6,12 +6,14 @@ from hypothesis import given
 from reference import arr, assert_same_params, tensor
 from strategies import array_shapes, normal, seeds
 
-from minikd import backend, checkpoint, data, gradcheck
-from minikd.distill import DistillConfig, Distiller
-from minikd.gradcheck import directional_gradcheck
-from minikd.hidden import HiddenDistiller, check_layer_map, default_layer_map, mse, parse_layer_map
-from minikd.model import TransformerLM, preset
-from minikd.train import TrainConfig, train
+from minikd import backend, gradcheck
+from minikd.recipes import checkpoint
+from minikd.tasks import data
+from minikd.recipes.distill import DistillConfig, Distiller
+from minikd.engine.gradcheck import directional_gradcheck
+from minikd.recipes.hidden import HiddenDistiller, check_layer_map, default_layer_map, mse, parse_layer_map
+from minikd.nn.model import TransformerLM, preset
+from minikd.recipes.train import TrainConfig, train
 
 
 @given(shape=array_shapes(), seed=seeds)

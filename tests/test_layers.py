@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from reference import arr, tensor
 from strategies import normal, seeds
 
-from minikd import backend, gradcheck, layers
+from minikd import backend, gradcheck
+from minikd.nn import layers
 
 sides = st.integers(1, 4)
 

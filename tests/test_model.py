@@ -9,7 +9,7 @@ from strategies import seeds
 
 from minikd import backend, directional_gradcheck, optim
 from minikd import functional as F
-from minikd.model import ModelConfig, TransformerLM, preset
+from minikd.nn.model import ModelConfig, TransformerLM, preset
 
 
 def tiny(dtype="float64", **overrides):

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from reference import arr, tensor
 from strategies import normal, seeds
 
-from minikd import backend, optim, schedules
+from minikd import backend, optim
+from minikd.nn import schedules
 
 
 def params_with_grads(seed):

@@ -4,13 +4,16 @@ import numpy as np
 import pytest
 from reference import assert_same_params
 
-from minikd import backend, checkpoint, data
+from minikd import backend
+from minikd.recipes import checkpoint
+from minikd.tasks import data
 from minikd import functional as F
-from minikd.cli import main
-from minikd.distill import DistillConfig, Distiller, teacher_logits
-from minikd.model import TransformerLM, preset
-from minikd.sequence import ON_POLICY_STREAM, OnPolicyDistiller, teacher_completions
-from minikd.train import TrainConfig, cross_entropy_loss, train
+from minikd.tools.cli import main
+from minikd.recipes.distill import DistillConfig, Distiller
+from minikd.recipes.teacher import teacher_logits
+from minikd.nn.model import TransformerLM, preset
+from minikd.recipes.sequence import ON_POLICY_STREAM, OnPolicyDistiller, teacher_completions
+from minikd.recipes.train import TrainConfig, cross_entropy_loss, train
 
 
 @pytest.fixture(scope="module")

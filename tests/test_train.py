@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from reference import assert_same_params
 
-from minikd import checkpoint, data
-from minikd.cli import main
-from minikd.model import TransformerLM, preset
-from minikd.train import TrainConfig, cross_entropy_loss, evaluate, train
+from minikd.recipes import checkpoint
+from minikd.tasks import data
+from minikd.tools.cli import main
+from minikd.nn.model import TransformerLM, preset
+from minikd.recipes.train import TrainConfig, cross_entropy_loss, evaluate, train
 
 
 @pytest.fixture(scope="module")

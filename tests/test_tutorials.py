@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minikd import plots
-from minikd.cli import main
-from minikd.figures import TUTORIALS, tutorial_paths
+from minikd.tools import plots
+from minikd.tools.cli import main
+from minikd.tools.figures import TUTORIALS, tutorial_paths
 
 PNG = b"\x89PNG\r\n\x1a\n"
 PATHS = tutorial_paths()

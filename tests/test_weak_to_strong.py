@@ -5,11 +5,11 @@ import math
 
 import pytest
 
-from minikd import data
+from minikd.tasks import data
 from minikd import functional as F
-from minikd.cli import main
-from minikd.model import TransformerLM, preset
-from minikd.weak_to_strong import WeakToStrongConfig, WeakToStrongLoss, pgr, run
+from minikd.tools.cli import main
+from minikd.nn.model import TransformerLM, preset
+from minikd.recipes.weak_to_strong import WeakToStrongConfig, WeakToStrongLoss, pgr, run
 
 
 def test_pgr_on_hand_made_numbers():

@@ -15,7 +15,8 @@
 # $\log p_i - \log p_j = (z_i - z_j)/T$.
 
 # %%
-from minikd import backend, plots, tutorial
+from minikd import backend
+from minikd.tools import plots, tutorial
 from minikd import functional as F
 
 xp = backend.xp()

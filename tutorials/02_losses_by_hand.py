@@ -22,9 +22,10 @@
 # gradient*: minimising either is the same training.
 
 # %%
-from minikd import backend, gradcheck, plots, tutorial
+from minikd import backend, gradcheck
+from minikd.tools import plots, tutorial
 from minikd import functional as F
-from minikd.autograd import Tensor
+from minikd.engine.autograd import Tensor
 
 xp = backend.xp()
 np = backend.host_xp()

@@ -13,7 +13,8 @@
 # minimiser and gradients that differ only by the positive factor 1 + λ′ (a rescaled learning rate).
 
 # %%
-from minikd import backend, plots, tutorial
+from minikd import backend
+from minikd.tools import plots, tutorial
 from minikd import functional as F
 
 xp = backend.xp()

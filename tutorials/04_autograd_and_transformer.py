@@ -13,12 +13,14 @@
 # For $f(a, b) = \sum (a \odot b + a)$: $\partial f/\partial a = b + 1$ and $\partial f/\partial b = a$.
 
 # %%
-from minikd import backend, data, plots, tutorial
+from minikd import backend
+from minikd.tasks import data
+from minikd.tools import plots, tutorial
 from minikd import functional as F
-from minikd.autograd import Tensor
-from minikd.gradcheck import directional_gradcheck, gradcheck
-from minikd.layers import gelu, layer_norm
-from minikd.nn import Block
+from minikd.engine.autograd import Tensor
+from minikd.engine.gradcheck import directional_gradcheck, gradcheck
+from minikd.nn.layers import gelu, layer_norm
+from minikd.nn.modules import Block
 
 backend.reuse_freed_memory()  # keep freed buffers for reuse: training runs faster (see the README)
 xp = backend.xp()

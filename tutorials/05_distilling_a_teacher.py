@@ -15,10 +15,13 @@
 import csv
 import os
 
-from minikd import backend, data, plots, tutorial
-from minikd.distill import DistillConfig, Distiller, sweep
-from minikd.model import TransformerLM, preset
-from minikd.train import TrainConfig, train
+from minikd import backend
+from minikd.tasks import data
+from minikd.tools import plots, tutorial
+from minikd.recipes.distill import DistillConfig, Distiller
+from minikd.recipes.launch import sweep
+from minikd.nn.model import TransformerLM, preset
+from minikd.recipes.train import TrainConfig, train
 
 backend.reuse_freed_memory()  # keep freed buffers for reuse: training runs faster (see the README)
 teacher_steps, teacher_tokens = tutorial.pick(1000, 20), tutorial.pick(200_000, 5_000)
@@ -30,7 +33,7 @@ out = tutorial.runs_dir("05")
 
 # %% [markdown]
 # ## λ from 0 (CE only) to 1 (imitation only), at T = 2
-# `minikd.distill.sweep` trains one student per setting and writes `results.csv` (the same as
+# `minikd.recipes.launch.sweep` trains one student per setting and writes `results.csv` (the same as
 # `minikd sweep` on the command line).
 
 # %%

@@ -17,12 +17,14 @@
 # vectors (biases, LayerNorm gains). Then α = 1 means "move each filter by its own length".
 
 # %%
-from minikd import backend, data, plots, tutorial
+from minikd import backend
+from minikd.tasks import data
+from minikd.tools import plots, tutorial
 from minikd import functional as F
-from minikd.distill import DistillConfig, Distiller
-from minikd.landscape import filter_normalized_direction, loss_grid
-from minikd.model import TransformerLM, preset
-from minikd.train import TrainConfig, train
+from minikd.recipes.distill import DistillConfig, Distiller
+from minikd.tools.landscape import filter_normalized_direction, loss_grid
+from minikd.nn.model import TransformerLM, preset
+from minikd.recipes.train import TrainConfig, train
 
 backend.reuse_freed_memory()  # keep freed buffers for reuse: training runs faster (see the README)
 xp = backend.xp()
@@ -107,6 +109,6 @@ fig = plots.heatmap(surface, temperatures, lams, "The combined objective of the 
 print(tutorial.save_figure(fig, "07_objective_lambda_T.png"))
 
 # %% [markdown]
-# **Summary.** `minikd.landscape` draws loss slices along filter-normalised directions for any model
+# **Summary.** `minikd.tools.landscape` draws loss slices along filter-normalised directions for any model
 # and any loss. The combined objective is linear in λ, and its soft term depends on T through both
 # the softening and the T² factor.

@@ -16,13 +16,15 @@
 #   \frac{\partial\,\mathrm{MSE}(x, t)}{\partial x} = \frac{2}{N}(x - t).$$
 
 # %%
-from minikd import backend, data, gradcheck, plots, tutorial
-from minikd.autograd import Tensor
-from minikd.distill import DistillConfig, Distiller
-from minikd.hidden import HiddenDistiller, mse
-from minikd.model import TransformerLM, preset
-from minikd.sequence import OnPolicyDistiller, teacher_completions
-from minikd.train import TrainConfig, cross_entropy_loss, train
+from minikd import backend, gradcheck
+from minikd.tasks import data
+from minikd.tools import plots, tutorial
+from minikd.engine.autograd import Tensor
+from minikd.recipes.distill import DistillConfig, Distiller
+from minikd.recipes.hidden import HiddenDistiller, mse
+from minikd.nn.model import TransformerLM, preset
+from minikd.recipes.sequence import OnPolicyDistiller, teacher_completions
+from minikd.recipes.train import TrainConfig, cross_entropy_loss, train
 
 backend.reuse_freed_memory()  # keep freed buffers for reuse: training runs faster (see the README)
 rng = backend.rng(0)

@@ -14,8 +14,9 @@
 # `pip install -e ".[cuda12]"` (or `.[cuda13]`, matching your CUDA driver).
 
 # %%
-from minikd import backend, bench, plots, tutorial
-from minikd.model import TransformerLM, preset
+from minikd import backend
+from minikd.tools import bench, plots, tutorial
+from minikd.nn.model import TransformerLM, preset
 
 print(f"active backend: {backend.name()}")
 try:

@@ -1,0 +1,107 @@
+"""Argument checks shared by the losses: each raises a ValueError or TypeError naming the argument and its value.
+
+Checks that must read device data (targets in range, finite logits) cost one small device-to-host
+transfer each; they run once per loss call, never per element.
+"""
+
+import math
+
+from minikd.engine import backend
+
+
+def check_temperature(T):
+    """T must be a finite number > 0."""
+    if isinstance(T, bool) or not isinstance(T, (int, float)):
+        raise TypeError(f"T must be a number, got {type(T).__name__} {T!r}")
+    if not math.isfinite(T) or T <= 0:
+        raise ValueError(f"T must be a finite number > 0, got T={T!r}")
+    return float(T)
+
+
+def check_lam(lam, form):
+    """lam in [0, 1] for the interpolated form, lam >= 0 for the additive form."""
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam):
+        raise ValueError(f"lam must be a finite number, got lam={lam!r}")
+    if form == "interpolate" and not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam must be in [0, 1] for form='interpolate', got lam={lam!r}")
+    if form == "additive" and lam < 0.0:
+        raise ValueError(f"lam must be >= 0 for form='additive', got lam={lam!r}")
+    return float(lam)
+
+
+def check_beta(beta):
+    """beta strictly inside (0, 1): at 0 or 1 the Jensen-Shannon mixture degenerates."""
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 < beta < 1.0:
+        raise ValueError(f"beta must be a number in (0, 1), got beta={beta!r}")
+    return float(beta)
+
+
+def check_positive_int(name, value):
+    """``value`` must be an integer >= 1 (a bool is not an integer here)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def check_choice(name, value, choices):
+    """``value`` must be one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {name}={value!r}")
+    return value
+
+
+def check_float_logits(name, x):
+    """Logits must be a float array with at least one axis (the class axis)."""
+    if not backend.is_float_dtype(x.dtype):
+        raise TypeError(f"{name} must be a float array, got dtype {x.dtype}")
+    if x.ndim == 0:
+        raise ValueError(f"{name} must have a class axis, got a 0-d array")
+
+
+def check_same_shape(student, teacher):
+    """Student and teacher logits must have one shape; name the vocabulary when only it differs."""
+    if student.shape == teacher.shape:
+        return
+    if student.shape[:-1] == teacher.shape[:-1]:
+        raise ValueError(
+            f"vocabulary size differs: student_logits has {student.shape[-1]} classes, "
+            f"teacher_logits has {teacher.shape[-1]} (shapes {student.shape} and {teacher.shape})"
+        )
+    raise ValueError(f"student_logits shape {student.shape} differs from teacher_logits shape {teacher.shape}")
+
+
+def check_finite(name, x):
+    """Raise a ValueError naming the first NaN or inf in ``x`` (one host transfer of a flag)."""
+    xp = backend.xp()
+    if bool(xp.isfinite(x).all()):
+        return
+    first = int((~xp.isfinite(x)).reshape(-1).argmax())
+    value = backend.to_numpy(x.reshape(-1)[first])  # only the offending element leaves the device
+    raise ValueError(f"{name} must be finite, got {value} at index {backend.unravel_index(first, x.shape)}")
+
+
+def check_targets(targets, leading_shape, num_classes, ignore_index):
+    """Targets: integers of the logits' leading shape, each in [0, V) or equal to ``ignore_index``."""
+    if not backend.is_int_dtype(targets.dtype):
+        raise TypeError(f"targets must be integers, got dtype {targets.dtype}")
+    if targets.shape != tuple(leading_shape):
+        raise ValueError(f"targets must have the logits' leading shape {tuple(leading_shape)}, got {targets.shape}")
+    bad = (targets != ignore_index) & ((targets < 0) | (targets >= num_classes))
+    if bool(bad.any()):
+        first = int(bad.reshape(-1).argmax())
+        value = int(targets.reshape(-1)[first])
+        raise ValueError(
+            f"targets must be in [0, {num_classes}) or equal ignore_index={ignore_index}, "
+            f"got {value} at flat position {first}"
+        )
+
+
+def check_mask(mask, leading_shape):
+    """A mask is boolean (or 0/1) with the logits' leading shape; returns it as booleans."""
+    if mask.shape != tuple(leading_shape):
+        raise ValueError(f"mask must have the logits' leading shape {tuple(leading_shape)}, got {mask.shape}")
+    if mask.dtype.kind != "b":
+        if not bool(((mask == 0) | (mask == 1)).all()):
+            raise ValueError("mask must be boolean or hold only 0 and 1")
+        mask = mask != 0
+    return mask

@@ -1,0 +1,54 @@
+"""The frozen teacher: its logits without a graph, and the checkpoint, task and student that go with it.
+
+Shared by every distillation recipe (token-level, hidden-state, sequence-level, on-policy, weak-to-strong).
+"""
+
+import os
+
+from minikd.engine.autograd import no_grad
+from minikd.nn.model import TransformerLM, preset
+from minikd.recipes import checkpoint
+from minikd.tasks import data as tasks
+
+
+def teacher_logits(teacher, x, bias=(), return_hidden=False):
+    """The frozen teacher's logits for x as a raw array (no graph); with ``return_hidden``, also its
+    residual streams (a list of arrays). With ``bias = (c, w, b)``, logit w gets +b wherever the
+    current input token is c: a teacher that errs the same way every time."""
+    with no_grad():
+        out = teacher(x, return_hidden=return_hidden)
+    logits, hiddens = out if return_hidden else (out, [])
+    logits = logits.data  # (B, S, V)
+    if bias:
+        context, wrong, bonus = bias
+        logits = logits.copy()
+        logits[..., wrong] += bonus * (x == context)
+    return (logits, [h.data for h in hiddens]) if return_hidden else logits
+
+
+def check_pair(teacher, student):
+    """The teacher and student must share a vocabulary (and the student may not read longer sequences)."""
+    t, s = teacher.config, student.config
+    if t.vocab_size != s.vocab_size:
+        raise ValueError(f"teacher and student vocabularies differ: teacher vocab_size={t.vocab_size}, "
+                         f"student vocab_size={s.vocab_size}")
+    if s.block_size > t.block_size:
+        raise ValueError(f"the student reads {s.block_size} tokens but the teacher only {t.block_size}")
+
+
+def load_setting(teacher_dir, seed, task_name=None, data=None, train_tokens=None):
+    """(checkpoint path, frozen teacher, task): the teacher's own task unless ``task_name`` says otherwise."""
+    path = os.path.join(teacher_dir, "checkpoint.npz") if os.path.isdir(teacher_dir) else teacher_dir
+    ckpt = checkpoint.load(path)  # read once: the weights and the task it was trained on
+    teacher = ckpt.model(path)
+    name = task_name or ckpt.meta.get("task", "grammar")
+    sizes = {"block_size": teacher.config.block_size} if name in ("grammar", "text") else {}
+    if train_tokens and name == "grammar":
+        sizes["train_tokens"] = train_tokens
+    return path, teacher, tasks.load_task(name, seed=seed, data=data, **sizes)
+
+
+def new_student(student_preset, task, teacher, seed):
+    student = TransformerLM(preset(student_preset, task.tokenizer.vocab_size, task.block_size), seed=seed)
+    check_pair(teacher, student)
+    return student

@@ -1,0 +1,226 @@
+"""The training loop (cross-entropy by default: how a teacher is made), evaluation and metrics.
+
+Every ``eval_every`` steps: validation loss, perplexity, task accuracy (addition), KL to the true
+distribution (grammar); one JSON line per evaluation in ``metrics.jsonl`` and a checkpoint. The
+batch of step t depends only on (seed, t), so a resumed run repeats an uninterrupted one exactly.
+"""
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+
+from tqdm.auto import tqdm
+
+from minikd.engine import backend, validate
+from minikd.recipes import checkpoint
+from minikd.nn import optim, schedules
+from minikd.losses import functional as F
+from minikd.engine.autograd import no_grad
+from minikd.tasks.data import IGNORE_INDEX, load_task
+from minikd.nn.model import TransformerLM, preset
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 3e-3  # peak learning rate, after a linear warm-up; cosine decay to lr / 10
+    warmup: int = 50
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0  # on the global gradient norm; 0 turns clipping off
+    optimizer: str = "adamw"  # or "sgd" (momentum 0.9)
+    eval_every: int = 100
+    eval_windows: int = 256  # fixed validation windows (or problems) per evaluation
+    seed: int = 0  # batches; the model's own seed sets its initial weights
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "eval_every", "eval_windows"):
+            validate.check_positive_int(name, getattr(self, name))
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+
+    def lr_schedule(self):
+        return schedules.WarmupCosine(self.lr, min(self.warmup, self.steps - 1), self.steps, end=self.lr / 10)
+
+    def make_optimizer(self, *modules):
+        """The optimizer over the parameters of every module given (the model, and any extra module)."""
+        params = [p for module in modules for p in module.parameters()]
+        if self.optimizer == "sgd":
+            return optim.SGD(params, self.lr, momentum=0.9)
+        return optim.AdamW(params, self.lr, betas=(0.9, 0.95), weight_decay=self.weight_decay)
+
+
+def cross_entropy_loss(model, x, y, step):
+    """The language-modelling objective: mean −log q(y | x) over scored positions."""
+    return F.cross_entropy(model(x), y, ignore_index=IGNORE_INDEX)
+
+
+def evaluate(model, task, n_windows=256, split="val", batch_size=64, teacher=None):
+    """Loss and perplexity on fixed windows; accuracy (addition) and KL to the truth (grammar).
+
+    With a ``teacher``: ``kl_to_teacher`` = mean KL(teacher ‖ model) at T = 1 and ``agreement`` =
+    the fraction of scored positions where both put their highest probability on the same token.
+
+    ``kl_to_true`` = mean over positions of KL(P_true ‖ q_model) and ``entropy_floor`` = mean
+    H(P_true), both exact for these windows. The expected loss is floor + KL, so no model beats the
+    floor on average; the loss on one finite sample of targets scatters around that by sampling noise.
+    """
+    xp = backend.xp()
+    x_all, y_all = task.eval_set(split, n_windows)
+    was_training = model.training
+    model.eval()
+    total, count, kl, floor, kl_teacher, agree = 0.0, 0, 0.0, 0.0, 0.0, 0.0
+    try:
+        with no_grad():
+            for start in range(0, len(x_all), batch_size):
+                x, y = x_all[start:start + batch_size], y_all[start:start + batch_size]
+                logits = model(x)
+                scored = y != IGNORE_INDEX
+                n = int(scored.sum())
+                total += F.cross_entropy(logits, y, ignore_index=IGNORE_INDEX).item() * n
+                count += n
+                if teacher is not None:
+                    v = teacher(x).data
+                    kl_teacher += F.kl_div(logits, v, mask=scored).item() * n
+                    agree += float((scored & (v.argmax(axis=-1) == logits.data.argmax(axis=-1))).sum())
+                if hasattr(task, "true_probs"):
+                    p = backend.from_numpy(task.true_probs(x)).astype(logits.dtype)  # (B, S, V)
+                    log_q = F.log_softmax(logits).data
+                    log_p = xp.log(xp.where(p > 0, p, 1.0))
+                    kl += float((p * (log_p - log_q)).sum())
+                    floor += float(-(p * log_p).sum())
+        metrics = {"val_loss": total / count, "val_ppl": math.exp(min(total / count, 700.0))}
+        if hasattr(task, "true_probs"):
+            metrics.update(kl_to_true=kl / count, entropy_floor=floor / count)
+        if teacher is not None:
+            metrics.update(kl_to_teacher=kl_teacher / count, agreement=agree / count)
+        if task.has_accuracy:
+            metrics["accuracy"] = task.accuracy(model, split, n=n_windows)
+    finally:
+        model.train(was_training)
+    return metrics
+
+
+def unigram_loss(task, n_windows=2048):
+    """Cross-entropy on validation targets of the best context-free model: training-target frequencies."""
+    xp = backend.xp()
+    _, y_train = task.eval_set("train", n_windows)
+    _, y_val = task.eval_set("val", n_windows)
+    counts = xp.bincount(y_train[y_train != IGNORE_INDEX], minlength=task.tokenizer.vocab_size) + 1.0
+    log_q = xp.log(counts / counts.sum())  # add-one smoothing keeps unseen tokens finite
+    return float(-log_q[y_val[y_val != IGNORE_INDEX]].mean())
+
+
+def _resume(out, model, optimizer, extra):
+    """Load ``out/checkpoint.npz`` into model, optimizer (and extra); drop metric lines after its step.
+    Returns the step."""
+    ckpt = checkpoint.load(os.path.join(out, "checkpoint.npz"))
+    if ckpt.config != model.config:
+        raise ValueError(f"cannot resume: the checkpoint in {out!r} holds a different model ({ckpt.config})")
+    model.load_state_dict(ckpt.model_state)
+    if extra is not None:
+        extra.load_state_dict(ckpt.extra_state)
+    optimizer.load_state_dict(ckpt.optimizer_state)
+    path = os.path.join(out, "metrics.jsonl")
+    if os.path.exists(path):
+        with open(path) as f:
+            kept = [line for line in f if json.loads(line)["step"] <= ckpt.step]
+        with open(path, "w") as f:
+            f.writelines(kept)
+    return ckpt.step
+
+
+def train(model, task, config, out=None, loss_fn=cross_entropy_loss, resume=False, progress=True, log=None,
+          teacher=None, describe=None, extra=None):
+    """Train ``model`` on ``task`` for ``config.steps`` steps; returns the list of evaluation records.
+
+    ``loss_fn(model, x, y, step)`` returns the scalar loss Tensor (cross-entropy by default; the
+    distillation workflows pass their own). With ``out``, metrics go to ``out/metrics.jsonl`` and a
+    checkpoint to ``out/checkpoint.npz`` at each evaluation; ``resume=True`` continues from it.
+    ``log(step, record)`` is called after each evaluation. With ``teacher``, evaluations also
+    measure the student against it; ``describe(step)`` adds entries (e.g. λ and T) to each record.
+    ``extra`` (a Module, e.g. the projections of hidden-state distillation) is trained beside the
+    model and saved in the checkpoint with it.
+    """
+    optimizer = config.make_optimizer(model, *([extra] if extra is not None else []))
+    lr_at = config.lr_schedule()
+    step, resumed_at = 0, None
+    if resume:
+        if out is None or not os.path.exists(os.path.join(out, "checkpoint.npz")):
+            raise ValueError(f"resume=True needs a checkpoint in out={out!r}")
+        step = resumed_at = _resume(out, model, optimizer, extra)  # its evaluation is already in metrics.jsonl
+    elif out is not None:
+        os.makedirs(out, exist_ok=True)
+        open(os.path.join(out, "metrics.jsonl"), "w").close()
+    history, model_was_training = [], model.training
+    model.train()
+    xp = backend.xp()
+    running, running_steps, start_time = xp.zeros(()), 0, time.perf_counter()
+    bar = tqdm(total=config.steps, initial=step, disable=not progress, desc=f"train {task.name}", unit="step")
+    try:
+        while True:
+            if (step % config.eval_every == 0 or step == config.steps) and step != resumed_at:
+                record = {"step": step, "lr": lr_at(max(step - 1, 0)),
+                          "train_loss": float(running) / running_steps if running_steps else None,
+                          **(describe(step) if describe is not None else {}),
+                          **evaluate(model, task, config.eval_windows, teacher=teacher),
+                          "elapsed_s": time.perf_counter() - start_time}
+                running, running_steps = xp.zeros(()), 0
+                history.append(record)
+                if out is not None:
+                    with open(os.path.join(out, "metrics.jsonl"), "a") as f:
+                        f.write(json.dumps(record) + "\n")
+                    if step > 0:
+                        checkpoint.save(os.path.join(out, "checkpoint.npz"), model, optimizer, step, extra=extra,
+                                        train_config=asdict(config), task=task.name)
+                bar.set_postfix(val_loss=f"{record['val_loss']:.4f}")
+                if log is not None:
+                    log(step, record)
+            if step >= config.steps:
+                break
+            x, y = task.batch("train", config.batch_size, config.seed, step)
+            optimizer.zero_grad()
+            loss = loss_fn(model, x, y, step)
+            loss.backward()
+            if config.grad_clip:
+                optim.clip_grad_norm(optimizer.params, config.grad_clip)
+            optimizer.lr = lr_at(step)
+            optimizer.step()
+            running = running + loss.data  # summed on the device; read at the next evaluation
+            running_steps += 1
+            step += 1
+            bar.update(1)
+    finally:
+        bar.close()
+        model.train(model_was_training)
+    return history
+
+
+def run(task_name, preset_name, config, out, data=None, dropout=0.0, resume=False, progress=True, out_fn=print):
+    """``minikd train``: build the task and a preset model, train it, print the final numbers.
+
+    Returns (model, history, summary); the summary (also in ``out/summary.json``) sets the final
+    validation loss beside the unigram baseline and, on the grammar, the entropy floor.
+    """
+    task = load_task(task_name, seed=config.seed, data=data)
+    model = TransformerLM(preset(preset_name, task.tokenizer.vocab_size, task.block_size, dropout=dropout),
+                          seed=config.seed)
+    out_fn(f"task {task.name}: vocabulary {task.tokenizer.vocab_size}, block {task.block_size}; "
+           f"model '{preset_name}': {model.num_params():,} parameters; backend {backend.name()}")
+    history = train(model, task, config, out=out, resume=resume, progress=progress)
+    final = history[-1]
+    summary = {"task": task.name, "preset": preset_name, "params": model.num_params(), "steps": config.steps,
+               "unigram_loss": unigram_loss(task), **{k: v for k, v in final.items() if k != "step"}}
+    out_fn(f"validation loss {final['val_loss']:.4f} nats/token (perplexity {final['val_ppl']:.2f}); "
+           f"unigram baseline {summary['unigram_loss']:.4f}")
+    if "entropy_floor" in final:
+        out_fn(f"entropy floor {final['entropy_floor']:.4f}: the model is {final['kl_to_true']:.4f} nats/token "
+               f"(KL to the true distribution) above it")
+    if "accuracy" in final:
+        out_fn(f"exact-match accuracy {final['accuracy']:.1%} on {config.eval_windows} validation problems")
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    out_fn(f"wrote {os.path.join(out, 'checkpoint.npz')}, metrics.jsonl, summary.json")
+    return model, history, summary
