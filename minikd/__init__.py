@@ -8,6 +8,8 @@ The names used most are here at the top: ``Tensor``, ``no_grad``, ``functional``
 ``gradcheck``, ``backend``, ``optim``.
 """
 
+from importlib.metadata import version
+
 from minikd.engine import backend, ops  # noqa: F401  (ops gives Tensor its operators)
 from minikd.engine.autograd import Tensor, no_grad
 from minikd.engine.gradcheck import GradcheckError, GradcheckReport, directional_gradcheck, gradcheck
@@ -16,4 +18,4 @@ from minikd.nn import optim
 
 __all__ = ["GradcheckError", "GradcheckReport", "Tensor", "backend", "directional_gradcheck", "functional",
            "gradcheck", "no_grad", "optim"]
-__version__ = "0.1.0"
+__version__ = version("minikd")  # pyproject.toml is the one place it is written

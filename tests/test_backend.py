@@ -29,7 +29,7 @@ def test_only_backend_imports_numpy_or_cupy():
 
 
 def test_unknown_backend_is_refused():
-    with pytest.raises(ValueError, match="'numpy' or 'cupy'.*'jax'"):
+    with pytest.raises(ValueError, match="'numpy', 'cupy'.*'jax'"):
         backend.use("jax")
 
 

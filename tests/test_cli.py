@@ -1,5 +1,6 @@
 """The command line: ``minikd check`` and ``minikd bench kd-loss`` on small sizes."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -29,3 +30,74 @@ def test_bench_kd_loss_writes_json(tmp_path, capsys):
 def test_python_dash_m_and_bad_arguments():
     done = subprocess.run([sys.executable, "-m", "minikd", "bench", "nope"], capture_output=True, text=True)
     assert done.returncode == 2 and "invalid choice: 'nope'" in done.stderr
+
+
+def test_version_and_every_flag_has_help_and_shows_its_default(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("minikd ")
+    top = cli.parser()
+    commands = next(a for a in top._actions if a.dest == "command")
+    for name, sub in commands.choices.items():
+        parsers = [sub]
+        for action in sub._actions:  # bench has kinds of its own
+            if getattr(action, "choices", None) and isinstance(action.choices, dict):
+                parsers += list(action.choices.values())
+        for parser in parsers:
+            for action in parser._actions:
+                if action.dest in ("help", "benchmark"):
+                    continue
+                assert action.help, f"minikd {name}: {action.option_strings or action.dest} has no help text"
+            assert parser.formatter_class is argparse.ArgumentDefaultsHelpFormatter, f"minikd {name} hides its defaults"
+            parser.format_help()
+
+
+def test_cli_defaults_come_from_the_config_dataclasses():
+    from minikd.recipes.distill import DistillConfig
+    from minikd.recipes.train import TrainConfig
+    from minikd.recipes.weak_to_strong import WeakToStrongConfig
+
+    top = cli.parser()
+    distill = top.parse_args(["distill", "--teacher", "x"])
+    assert (distill.lam, distill.T, distill.divergence, distill.form) == (
+        DistillConfig.lam, DistillConfig.T, DistillConfig.divergence, DistillConfig.form)
+    assert (distill.steps, distill.batch_size, distill.lr) == (TrainConfig.steps, TrainConfig.batch_size, TrainConfig.lr)
+    w2s = top.parse_args(["weak-to-strong"])
+    assert (w2s.weak_steps, w2s.steps, w2s.alpha_max) == (WeakToStrongConfig.weak_steps, WeakToStrongConfig.steps,
+                                                         WeakToStrongConfig.alpha_max)
+
+
+def test_generate_and_eval_on_a_trained_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", "--task", "addition", "--preset", "tiny", "--steps", "4", "--eval-every", "4",
+                     "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    assert cli.main(["generate", str(run), "--prompt", "123+045=", "--max-new-tokens", "4", "--greedy",
+                     "--samples", "2"]) == 0
+    lines = capsys.readouterr().out.split()
+    assert len(lines) == 2 and lines[0] == lines[1] and lines[0].startswith("123+045=") and len(lines[0]) == 12
+    assert cli.main(["generate", str(run), "--prompt", "12+", "--max-new-tokens", "3", "--samples", "3",
+                     "--seed", "1"]) == 0
+    sampled = capsys.readouterr().out.split()
+    assert cli.main(["generate", str(run), "--prompt", "12+", "--max-new-tokens", "3", "--samples", "3",
+                     "--seed", "1"]) == 0
+    assert capsys.readouterr().out.split() == sampled  # seeded
+    assert cli.main(["eval", str(run), "--windows", "32", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    from minikd.recipes import checkpoint
+    from minikd.recipes.train import evaluate
+    from minikd.tasks.data import AdditionTask
+
+    direct = evaluate(checkpoint.load_model(str(run / "checkpoint.npz")), AdditionTask(seed=0), 32)
+    assert metrics["task"] == "addition" and metrics["val_loss"] == direct["val_loss"]
+    assert metrics["accuracy"] == direct["accuracy"] and abs(metrics["val_ppl"] - 2.718281828 ** direct["val_loss"]) < 1e-6
+
+
+def test_generate_refuses_symbols_outside_the_vocabulary(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", "--task", "addition", "--preset", "tiny", "--steps", "2", "--eval-every", "2",
+                     "--out", str(run), "--quiet"]) == 0
+    assert cli.main(["generate", str(run), "--prompt", "12*3"]) == 2
+    assert "outside the vocabulary" in capsys.readouterr().err

@@ -16,6 +16,7 @@ _CUDA_HINT = (
     'install CuPy with the extra that matches your CUDA toolkit: pip install -e ".[cuda12]" '
     'or pip install -e ".[cuda13]"'
 )
+NAMES = ("numpy", "cupy")  # the backends ``use`` accepts
 _FLOAT_DTYPES = {"float32": numpy.float32, "float64": numpy.float64}
 
 _state = {"name": "numpy", "xp": numpy, "dtype": numpy.float32, "pool": None}
@@ -43,7 +44,7 @@ def use(name):
     elif name == "cupy":
         module = _load_cupy()
     else:
-        raise ValueError(f"backend must be 'numpy' or 'cupy', got {name!r}")
+        raise ValueError(f"backend must be one of {', '.join(map(repr, NAMES))}; got {name!r}")
     _state.update(name=name, xp=module)
     return module
 

@@ -10,6 +10,7 @@ from minikd.engine import backend, validate
 from minikd.engine.autograd import Function, Tensor, data_of
 from minikd.losses.divergences import DIVERGENCES, softmax_of_shifted, softmax_parts
 
+FORMS = ("interpolate", "additive")  # (1 − λ)·CE + λ·s·D, or CE + λ·s·D
 CHUNK_ELEMENTS = {"numpy": 1 << 15, "cupy": 1 << 24}  # logits per block: a few fit in L2 on CPU; large on GPU
 
 
@@ -241,7 +242,7 @@ def distillation_loss(student_logits, teacher_logits, targets, *, lam=0.5, T=2.0
     raised. The gradient w.r.t. the student logits is one fused closed form; for forward KL,
     [(1 − lam)(softmax(z) − onehot(y)) + lam·(s/T)(q_T − p_T)] / N. The teacher gets no gradient.
     """
-    form = validate.check_choice("form", form, ("interpolate", "additive"))
+    form = validate.check_choice("form", form, FORMS)
     divergence = validate.check_choice("divergence", divergence, tuple(DIVERGENCES))
     T = validate.check_temperature(T)
     lam = validate.check_lam(lam, form)

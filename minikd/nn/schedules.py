@@ -87,6 +87,9 @@ class WarmupCosine:
         return Cosine(self.peak, self.end, self.total - self.warmup)(step - self.warmup)
 
 
+KINDS = ("constant", "linear", "cosine", "step")  # the schedules ``make`` builds by name
+
+
 def make(kind, start, end, total):
     """A schedule by name: ``constant`` (start throughout), ``linear``, ``cosine`` or ``step``."""
     if kind == "constant":
@@ -97,4 +100,4 @@ def make(kind, start, end, total):
         return Cosine(start, end, total)
     if kind == "step":
         return Step(start, end, total)
-    raise ValueError(f"schedule must be one of 'constant', 'linear', 'cosine', 'step', got {kind!r}")
+    raise ValueError(f"schedule must be one of {', '.join(map(repr, KINDS))}; got {kind!r}")

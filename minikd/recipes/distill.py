@@ -15,6 +15,7 @@ from minikd.losses import functional as F
 from minikd.recipes.teacher import teacher_logits
 from minikd.tasks.data import IGNORE_INDEX
 from minikd.losses.divergences import DIVERGENCES
+from minikd.losses.functional import FORMS
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,14 @@ class DistillConfig:
     teacher_bias: tuple = ()  # (context token, wrong token, logit bonus): a systematic teacher error
 
     def __post_init__(self):
-        validate.check_choice("form", self.form, ("interpolate", "additive"))
+        validate.check_choice("form", self.form, FORMS)
         validate.check_choice("divergence", self.divergence, tuple(DIVERGENCES))
         for name in ("lam", "lam_end"):
             validate.check_lam(getattr(self, name), self.form)
         for name in ("T", "T_end"):
             validate.check_temperature(getattr(self, name))
         for name in ("lam_schedule", "T_schedule"):
-            validate.check_choice(name, getattr(self, name), ("constant", "linear", "cosine", "step"))
+            validate.check_choice(name, getattr(self, name), schedules.KINDS)
         if not 0.0 <= self.label_noise <= 1.0:
             raise ValueError(f"label_noise must be a fraction in [0, 1], got {self.label_noise!r}")
         if self.teacher_bias and len(self.teacher_bias) != 3:

@@ -10,11 +10,18 @@ import os
 from dataclasses import replace
 
 from minikd.engine import validate
+from minikd.losses.divergences import DIVERGENCES
+from minikd.losses.functional import FORMS
+from minikd.nn import schedules
+from minikd.nn.model import PRESETS
 from minikd.recipes import sequence
-from minikd.recipes.distill import Distiller, check_bias, resolve_bias
-from minikd.recipes.hidden import HiddenDistiller
+from minikd.recipes.distill import DistillConfig, Distiller, check_bias, resolve_bias
+from minikd.recipes.hidden import HiddenDistiller, parse_layer_map
 from minikd.recipes.teacher import load_setting, new_student
-from minikd.recipes.train import train
+from minikd.recipes.train import TrainConfig, add_training_arguments, train
+from minikd.tasks.data import TASKS
+
+COMPLETIONS = ("greedy", "sampled")  # sequence-level KD: the teacher's completions, greedy or sampled at T = 1
 
 
 def run(teacher_dir, config, train_config, out, task_name=None, data=None, student_preset="small",
@@ -29,7 +36,7 @@ def run(teacher_dir, config, train_config, out, task_name=None, data=None, stude
     """
     path, teacher, task = load_setting(teacher_dir, train_config.seed, task_name, data, train_tokens)
     config = replace(config, teacher_bias=resolve_bias(config.teacher_bias, task.tokenizer))
-    validate.check_choice("completions", completions, (None, "greedy", "sampled"))
+    validate.check_choice("completions", completions, (None, *COMPLETIONS))
     student = new_student(student_preset, task, teacher, train_config.seed)
     distiller, extra = Distiller(teacher, config, train_config.steps, seed=train_config.seed), None
     if hidden_weight or layer_map:
@@ -97,3 +104,99 @@ def sweep(teacher_dir, lams, temperatures, base, train_config, out, student_pres
         writer.writerows(rows)
     out_fn(f"wrote {os.path.join(out, 'results.csv')} ({len(rows)} runs)")
     return rows
+
+
+def parse_numbers(flag, text):
+    """``"0,0.5,1"`` -> [0.0, 0.5, 1.0]; a ValueError naming the flag otherwise."""
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} must be comma-separated numbers, got {text!r}") from None
+
+
+def parse_bias(text):
+    """``--teacher-bias CONTEXT,WRONG,BONUS`` -> (symbol, symbol, bonus), or () when not given."""
+    if text is None:
+        return ()
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        if len(parts) != 3:
+            raise ValueError
+        return (parts[0], parts[1], float(parts[2]))
+    except ValueError:
+        raise ValueError(f"--teacher-bias must be CONTEXT,WRONG,BONUS (two tokens and a number), got {text!r}") from None
+
+
+def _add_objective_arguments(parser):
+    """The flags of the objective that ``distill`` and ``sweep`` share, with DistillConfig's defaults."""
+    parser.add_argument("--teacher", required=True, metavar="DIR", help="a folder with checkpoint.npz (minikd train --out)")
+    parser.add_argument("--student-preset", choices=tuple(PRESETS), default="small", help="the student's size")
+    parser.add_argument("--divergence", choices=tuple(DIVERGENCES), default=DistillConfig.divergence,
+                        help="D in the objective")
+    parser.add_argument("--form", choices=FORMS, default=DistillConfig.form,
+                        help="interpolate: (1 − λ)·CE + λ·T²·D; additive: CE + λ·T²·D")
+    parser.add_argument("--label-noise", type=float, default=DistillConfig.label_noise,
+                        help="fraction of ground-truth labels corrupted")
+    parser.add_argument("--teacher-bias", metavar="CONTEXT,WRONG,BONUS",
+                        help="a systematic teacher error: after token CONTEXT, WRONG's logit gets +BONUS "
+                             "(e.g. 'the,cats,4')")
+    parser.add_argument("--train-tokens", type=int, default=None, help="grammar: size of the student's corpus")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_commands(commands):
+    """``minikd distill`` and ``minikd sweep``."""
+    distill = commands.add_parser("distill", help="train a student from a frozen teacher checkpoint")
+    _add_objective_arguments(distill)
+    distill.add_argument("--task", choices=TASKS, default=None, help="default: the teacher's own task")
+    distill.add_argument("--data", metavar="FILE", help="a UTF-8 text file (task 'text' only)")
+    distill.add_argument("--lam", type=float, default=DistillConfig.lam, help="weight of the distillation term")
+    distill.add_argument("--lam-end", type=float, default=DistillConfig.lam_end, help="λ at the last step (with --schedule)")
+    distill.add_argument("--schedule", choices=schedules.KINDS, default=DistillConfig.lam_schedule,
+                         help="how λ moves from --lam to --lam-end")
+    distill.add_argument("--T", type=float, default=DistillConfig.T, help="temperature")
+    distill.add_argument("--T-end", type=float, default=DistillConfig.T_end, help="T at the last step (with --T-schedule)")
+    distill.add_argument("--T-schedule", choices=schedules.KINDS, default=DistillConfig.T_schedule,
+                         help="how T moves from --T to --T-end")
+    distill.add_argument("--completions", choices=COMPLETIONS,
+                         help="sequence-level KD: train on the teacher's completions (addition task)")
+    distill.add_argument("--on-policy", type=float, default=0.0, metavar="P",
+                         help="fraction of steps that learn on the student's own samples (addition task)")
+    distill.add_argument("--hidden-weight", type=float, default=0.0, metavar="MU",
+                         help="weight of the hidden-state MSE (0: prediction layer only)")
+    distill.add_argument("--layer-map", metavar="S:T,...",
+                         help="student:teacher residual streams to match, 0 = embeddings (default: the last "
+                              "student block to the last teacher block, evenly spaced)")
+    add_training_arguments(distill)
+    distill.add_argument("--out", default="runs/distill", help="folder for the student's run")
+    distill.set_defaults(run=_distill_command)
+
+    sweep_parser = commands.add_parser("sweep", help="a grid of λ and T, one student each; writes results.csv")
+    _add_objective_arguments(sweep_parser)
+    sweep_parser.add_argument("--lam", default="0,0.25,0.5,0.75,1", help="comma-separated λ values")
+    sweep_parser.add_argument("--T", default="1,2,4", help="comma-separated temperatures")
+    add_training_arguments(sweep_parser, TrainConfig(steps=400, eval_every=100), lr=False)
+    sweep_parser.add_argument("--out", default="runs/sweep", help="folder for results.csv")
+    sweep_parser.set_defaults(run=_sweep_command)
+
+
+def _distill_command(args):
+    config = DistillConfig(lam=args.lam, lam_end=args.lam_end, lam_schedule=args.schedule, T=args.T, T_end=args.T_end,
+                           T_schedule=args.T_schedule, divergence=args.divergence, form=args.form,
+                           label_noise=args.label_noise, teacher_bias=parse_bias(args.teacher_bias))
+    train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
+                               seed=args.seed)
+    run(args.teacher, config, train_config, args.out, task_name=args.task, data=args.data,
+        student_preset=args.student_preset, train_tokens=args.train_tokens, completions=args.completions,
+        on_policy=args.on_policy, hidden_weight=args.hidden_weight,
+        layer_map=parse_layer_map(args.layer_map) if args.layer_map else None, progress=not args.quiet)
+    return 0
+
+
+def _sweep_command(args):
+    base = DistillConfig(divergence=args.divergence, form=args.form, label_noise=args.label_noise,
+                         teacher_bias=parse_bias(args.teacher_bias))
+    train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every, seed=args.seed)
+    sweep(args.teacher, parse_numbers("--lam", args.lam), parse_numbers("--T", args.T), base, train_config, args.out,
+          student_preset=args.student_preset, train_tokens=args.train_tokens, progress=not args.quiet)
+    return 0

@@ -36,11 +36,17 @@ def check_pair(teacher, student):
         raise ValueError(f"the student reads {s.block_size} tokens but the teacher only {t.block_size}")
 
 
-def load_setting(teacher_dir, seed, task_name=None, data=None, train_tokens=None):
-    """(checkpoint path, frozen teacher, task): the teacher's own task unless ``task_name`` says otherwise."""
+def load_setting(teacher_dir, seed=None, task_name=None, data=None, train_tokens=None):
+    """(checkpoint path, frozen teacher, task): the teacher's own task unless ``task_name`` says otherwise.
+
+    ``seed`` (the task's data) defaults to the seed the run was trained with; ``teacher_dir`` is a run
+    folder or a checkpoint file. Works for any run, a teacher's or a student's.
+    """
     path = os.path.join(teacher_dir, "checkpoint.npz") if os.path.isdir(teacher_dir) else teacher_dir
     ckpt = checkpoint.load(path)  # read once: the weights and the task it was trained on
     teacher = ckpt.model(path)
+    if seed is None:
+        seed = ckpt.meta.get("train_config", {}).get("seed", 0)
     name = task_name or ckpt.meta.get("task", "grammar")
     sizes = {"block_size": teacher.config.block_size} if name in ("grammar", "text") else {}
     if train_tokens and name == "grammar":

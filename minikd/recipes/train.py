@@ -18,8 +18,11 @@ from minikd.recipes import checkpoint
 from minikd.nn import optim, schedules
 from minikd.losses import functional as F
 from minikd.engine.autograd import no_grad
-from minikd.tasks.data import IGNORE_INDEX, load_task
-from minikd.nn.model import TransformerLM, preset
+from minikd.tasks.data import IGNORE_INDEX, TASKS, load_task
+from minikd.nn.model import PRESETS, ModelConfig, TransformerLM, preset
+
+
+OPTIMIZERS = ("adamw", "sgd")  # TrainConfig.make_optimizer builds these
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,7 @@ class TrainConfig:
     def __post_init__(self):
         for name in ("steps", "batch_size", "eval_every", "eval_windows"):
             validate.check_positive_int(name, getattr(self, name))
-        if self.optimizer not in ("adamw", "sgd"):
-            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+        validate.check_choice("optimizer", self.optimizer, OPTIMIZERS)
 
     def lr_schedule(self):
         return schedules.WarmupCosine(self.lr, min(self.warmup, self.steps - 1), self.steps, end=self.lr / 10)
@@ -224,3 +226,36 @@ def run(task_name, preset_name, config, out, data=None, dropout=0.0, resume=Fals
         json.dump(summary, f, indent=2)
     out_fn(f"wrote {os.path.join(out, 'checkpoint.npz')}, metrics.jsonl, summary.json")
     return model, history, summary
+
+
+def add_training_arguments(parser, defaults=TrainConfig(), lr=True):
+    """The TrainConfig flags shared by ``train`` and ``distill``, with TrainConfig's defaults."""
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="optimizer steps")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="windows (rows) per step")
+    if lr:
+        parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (warm-up, then cosine)")
+    parser.add_argument("--eval-every", type=int, default=defaults.eval_every, help="steps between evaluations")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="initial weights and batches")
+
+
+def add_commands(commands):
+    """``minikd train``."""
+    parser = commands.add_parser("train", help="train a model with cross-entropy (this is how a teacher is made)")
+    parser.add_argument("--task", choices=TASKS, default="grammar", help="a built-in task, or 'text' with --data")
+    parser.add_argument("--data", metavar="FILE", help="a UTF-8 text file (task 'text' only)")
+    parser.add_argument("--preset", choices=tuple(PRESETS), default="teacher", help="model size")
+    add_training_arguments(parser)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=TrainConfig.optimizer, help="AdamW or SGD with momentum")
+    parser.add_argument("--dropout", type=float, default=ModelConfig.dropout, help="dropout probability")
+    parser.add_argument("--out", default="runs/train", help="folder for metrics.jsonl and checkpoint.npz")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=_command)
+
+
+def _command(args):
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+                         eval_every=args.eval_every, seed=args.seed)
+    run(args.task, args.preset, config, args.out, data=args.data, dropout=args.dropout, resume=args.resume,
+        progress=not args.quiet)
+    return 0

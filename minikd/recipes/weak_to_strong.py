@@ -24,7 +24,7 @@ from minikd.recipes import sequence
 from minikd.losses import functional as F
 from minikd.tasks.data import IGNORE_INDEX, AdditionTask
 from minikd.recipes.teacher import teacher_logits
-from minikd.nn.model import TransformerLM, preset
+from minikd.nn.model import PRESETS, TransformerLM, preset
 from minikd.recipes.train import TrainConfig, train
 
 VERIFIED_STREAM = 4_000_037  # the verified rows of each step: a stream apart from the batches'
@@ -56,7 +56,7 @@ class WeakToStrongConfig:
 
     def __post_init__(self):
         for name in ("weak_preset", "strong_preset"):
-            validate.check_choice(name, getattr(self, name), ("tiny", "small", "teacher"))
+            validate.check_choice(name, getattr(self, name), tuple(PRESETS))
         for name in ("weak_steps", "steps", "n_verified", "verified_batch"):
             validate.check_positive_int(name, getattr(self, name))
         validate.check_lam(self.lam, "interpolate")
@@ -166,7 +166,8 @@ class Experiment:
         return None if ceiling == weak else pgr(weak, self.accuracy(name), ceiling)
 
 
-def run(config=WeakToStrongConfig(), out="runs/weak_to_strong", seed=0, batch_size=32, task=None, progress=True,
+def run(config=WeakToStrongConfig(), out="runs/weak_to_strong", seed=0, batch_size=TrainConfig.batch_size, task=None,
+        progress=True,
         out_fn=print):
     """``minikd weak-to-strong``: weak teacher, ceiling, and the student without and with the confidence
     loss; prints the table, writes ``results.json``; returns the results. ``task`` defaults to
@@ -205,3 +206,36 @@ def _print_table(report, out_fn):
     for label, value, gap in rows:
         out_fn(f"  {label:<52s} {value:>11.1%}  {gap:>15s}")
     out_fn("\ntimes: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in report["timings"].items()))
+
+
+def add_commands(commands):
+    """``minikd weak-to-strong``: every default is WeakToStrongConfig's."""
+    parser = commands.add_parser("weak-to-strong", help="a weak teacher supervises a larger student (addition); PGR table")
+    defaults = WeakToStrongConfig()
+    presets = tuple(PRESETS)
+    parser.add_argument("--weak-preset", choices=presets, default=defaults.weak_preset, help="the weak teacher's size")
+    parser.add_argument("--weak-steps", type=int, default=defaults.weak_steps, help="the weak teacher's training")
+    parser.add_argument("--strong-preset", choices=presets, default=defaults.strong_preset, help="the student's size")
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="student's and ceiling's steps")
+    parser.add_argument("--n-verified", type=int, default=defaults.n_verified, help="problems with true answers")
+    parser.add_argument("--verified-batch", type=int, default=defaults.verified_batch,
+                        help="verified rows in each step's batch")
+    parser.add_argument("--lam", type=float, default=defaults.lam, help="weight of the weak teacher's labels")
+    parser.add_argument("--T", type=float, default=defaults.T, help="temperature of the weak teacher's soft labels")
+    parser.add_argument("--alpha-max", type=float, default=defaults.alpha_max, help="confidence loss weight")
+    parser.add_argument("--alpha-warmup", type=float, default=defaults.alpha_warmup,
+                        help="fraction of steps over which α rises to --alpha-max")
+    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="rows per step")
+    parser.add_argument("--seed", type=int, default=0, help="problems, initial weights and batches")
+    parser.add_argument("--out", default="runs/weak_to_strong", help="folder for results.json and the runs")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(run=_command)
+
+
+def _command(args):
+    config = WeakToStrongConfig(weak_preset=args.weak_preset, weak_steps=args.weak_steps,
+                                strong_preset=args.strong_preset, steps=args.steps, n_verified=args.n_verified,
+                                verified_batch=args.verified_batch, lam=args.lam, T=args.T,
+                                alpha_max=args.alpha_max, alpha_warmup=args.alpha_warmup)
+    run(config, args.out, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet)
+    return 0

@@ -188,6 +188,9 @@ def text_task(path, block_size=64, val_fraction=0.1):
     return WindowTask("text", tokenizer, block_size, splits, starts)
 
 
+TASKS = ("grammar", "addition", "text")  # the names ``load_task`` knows
+
+
 def load_task(name, seed=0, data=None, **sizes):
     """A task by name: ``grammar``, ``addition`` or ``text`` (which needs ``data``, a file path)."""
     if name == "grammar":

@@ -308,3 +308,42 @@ def _print_train_step(r, out):
             line += "  (PyTorch not installed)"
         out(line)
     out("  minikd/torch > 1 means minikd's step is faster (ratio of median step times)")
+
+
+def add_commands(commands):
+    """``minikd bench kd-loss`` and ``minikd bench train-step``."""
+    parser = commands.add_parser("bench", help="timings, beside PyTorch when it is installed")
+    kinds = parser.add_subparsers(dest="benchmark", required=True, parser_class=type(parser))
+    kd = kinds.add_parser("kd-loss", help="forward+backward of distillation_loss on [N, V] logits")
+    kd.add_argument("--N", type=int, default=2048, help="positions (rows)")
+    kd.add_argument("--V", type=int, default=32000, help="vocabulary size (columns)")
+    kd.add_argument("--T", type=float, default=2.0, help="temperature")
+    kd.add_argument("--lam", type=float, default=0.5, help="weight of the distillation term")
+    kd.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="logits' dtype")
+    kd.add_argument("--repeat", type=int, default=5, help="timed runs after one warm-up")
+    kd.add_argument("--seed", type=int, default=0, help="random logits")
+    kd.add_argument("--json", metavar="FILE", help="also write the result table as JSON")
+    kd.set_defaults(run=_command)
+    ts = kinds.add_parser("train-step", help="tokens/s of one training step at each preset, beside PyTorch")
+    ts.add_argument("--presets", default="tiny,small,teacher", help="comma-separated presets")
+    ts.add_argument("--batch-size", type=int, default=32, help="windows per step")
+    ts.add_argument("--block-size", type=int, default=32, help="tokens per window")
+    ts.add_argument("--vocab-size", type=int, default=60, help="vocabulary size")
+    ts.add_argument("--repeat", type=int, default=10, help="timed steps after one warm-up")
+    ts.add_argument("--seed", type=int, default=0, help="initial weights and tokens")
+    ts.add_argument("--profile", action="store_true", help="also print where minikd's step spends its time")
+    ts.add_argument("--json", metavar="FILE", help="also write the result table as JSON")
+    ts.set_defaults(run=_command)
+
+
+def _command(args):
+    if args.benchmark == "kd-loss":
+        result = kd_loss(N=args.N, V=args.V, T=args.T, lam=args.lam, dtype=args.dtype, repeat=args.repeat,
+                         seed=args.seed)
+    else:
+        result = train_step(presets=tuple(args.presets.split(",")), batch_size=args.batch_size,
+                            block_size=args.block_size, vocab_size=args.vocab_size, repeat=args.repeat,
+                            seed=args.seed, profile=args.profile, malloc_tuned=args.malloc_tuned)
+    if args.json:
+        write_json(result, args.json)
+    return 0

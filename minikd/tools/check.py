@@ -6,6 +6,7 @@ A self-test a student can run on any machine (and on the GPU with MINIKD_BACKEND
 from minikd.engine import backend
 from minikd.losses import functional as F
 from minikd.engine.autograd import Tensor
+from minikd.losses.divergences import DIVERGENCES
 from minikd.engine.gradcheck import GradcheckError, gradcheck
 
 
@@ -48,8 +49,8 @@ def op_cases(seed=0):
         (f"distillation_loss {div} {form}",
          lambda z, div=div, form=form: F.distillation_loss(z, v, y, lam=0.4, T=3.0, divergence=div, form=form),
          (z,))
-        for div in ("forward_kl", "reverse_kl", "jsd")
-        for form in ("interpolate", "additive")
+        for div in DIVERGENCES
+        for form in F.FORMS
     ]
 
 
@@ -62,7 +63,7 @@ def run(seed=0, out=print):
     y = rng.integers(0, 50, size=(8, 16))
     out(f"minikd check  (backend {backend.name()}, seed {seed})")
     out("distillation loss on random logits [8, 16, 50], lam=0.5, T=2:")
-    for divergence in ("forward_kl", "reverse_kl", "jsd"):
+    for divergence in DIVERGENCES:
         loss = F.distillation_loss(Tensor(z), v, y, lam=0.5, T=2.0, divergence=divergence)
         out(f"  {divergence:<11s} {loss.item():.6f}")
     out(f"  cross-entropy alone {F.cross_entropy(Tensor(z), y).item():.6f} (log V = {float(xp.log(50.0)):.6f})")
@@ -78,3 +79,10 @@ def run(seed=0, out=print):
     out("")
     out("all gradients agree with central differences" if passed else "some gradients are WRONG")
     return passed
+
+
+def add_commands(commands):
+    """``minikd check``."""
+    parser = commands.add_parser("check", help="the distillation loss on random logits and a gradient check of every op")
+    parser.add_argument("--seed", type=int, default=0, help="random logits and cotangents")
+    parser.set_defaults(run=lambda args: 0 if run(seed=args.seed) else 1)

@@ -24,7 +24,7 @@ ROWS = [("val_loss", "validation CE (nats/token)"), ("kl_to_true", "KL to the tr
         ("kl_to_teacher", "KL(teacher ‖ student)"), ("agreement", "top-1 agreement with the teacher")]
 
 
-def run(out="runs/demo", fast=False, seed=0, lam=0.5, T=2.0, progress=True, out_fn=print):
+def run(out="runs/demo", fast=False, seed=0, lam=DistillConfig.lam, T=DistillConfig.T, progress=True, out_fn=print):
     """Train the three models, print the table, write ``report.json`` and the curves; returns the report."""
     sizes = FAST if fast else FULL
     os.makedirs(out, exist_ok=True)
@@ -92,3 +92,20 @@ def _print_table(report, out_fn):
     timing = report["timings"]
     out_fn(f"\ntimes: teacher {timing['teacher_s']:.0f} s, CE student {timing['student_ce_s']:.0f} s, "
            f"KD student {timing['student_kd_s']:.0f} s")
+
+
+def add_commands(commands):
+    """``minikd demo``: the defaults are ``run``'s."""
+    parser = commands.add_parser("demo", help="teacher, CE-only student and KD student on the grammar task, compared")
+    parser.add_argument("--out", default="runs/demo", help="folder for report.json, curves and checkpoints")
+    parser.add_argument("--fast", action="store_true", help="tiny sizes: seconds instead of about a minute")
+    parser.add_argument("--seed", type=int, default=0, help="data, initial weights and batches")
+    parser.add_argument("--lam", type=float, default=DistillConfig.lam, help="weight of the distillation term")
+    parser.add_argument("--T", type=float, default=DistillConfig.T, help="temperature")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(run=_command)
+
+
+def _command(args):
+    run(args.out, fast=args.fast, seed=args.seed, lam=args.lam, T=args.T, progress=not args.quiet)
+    return 0

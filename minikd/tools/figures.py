@@ -45,3 +45,23 @@ def run(out="figures", folder=TUTORIALS, fast=False, only=None, runs=None, out_f
         out_fn(f"{name:40s} {times[name]:6.1f} s")
     out_fn(f"figures in {os.path.abspath(out)}; {sum(times.values()):.0f} s in all")
     return times
+
+
+def add_commands(commands):
+    """``minikd figures``."""
+    parser = commands.add_parser("figures", help="run every tutorial to regenerate the figures")
+    parser.add_argument("--out", default="figures", help="folder for the PNG files")
+    parser.add_argument("--fast", action="store_true", help="the tutorials' fast mode (small sizes)")
+    parser.add_argument("--only", metavar="PREFIX", help="only tutorials whose file name starts with PREFIX")
+    parser.add_argument("--tutorials", metavar="DIR", default=TUTORIALS, help="the tutorials folder")
+    parser.add_argument("--runs", metavar="DIR", help="folder for the tutorials' training runs (default: runs/tutorials)")
+    parser.set_defaults(run=_command)
+
+
+def _command(args):
+    try:
+        run(args.out, folder=args.tutorials, fast=args.fast, only=args.only, runs=args.runs)
+    except RuntimeError as err:
+        print(f"minikd: {err}", file=sys.stderr)
+        return 1
+    return 0
