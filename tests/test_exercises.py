@@ -96,7 +96,7 @@ def run_cli(*args, cwd=None):
     return done.returncode, done.stdout, done.stderr
 
 
-def test_subprocess_worker_contains_a_c_level_hang_os_exit_and_prints(tmp_path):
+def test_subprocess_worker_contains_a_hang_os_exit_and_prints(tmp_path):
     """The worker (the default) survives what the in-process watchdog cannot: os._exit, and reports the rest."""
     path = tmp_path / "pgr.py"
     path.write_text("import os, time\n"
@@ -122,14 +122,20 @@ def test_subprocess_worker_contains_a_c_level_hang_os_exit_and_prints(tmp_path):
     ("def softmax(z):\n    return z\n", "wrong signature"),
     ("import no_such_module_here\n", "raised ModuleNotFoundError"),
 ])
-def test_the_graders_own_errors_are_one_line_exit_2(content, phrase, tmp_path):
+def test_the_graders_own_errors_are_one_line_exit_2(content, phrase, tmp_path, capsys):
     path = tmp_path / "softmax.py"
     if content is not None:
         path.write_text(content)
+    assert main(["exercise", "check", "softmax_temperature", str(path)]) == 2  # through the worker process
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("minikd: error: ") and phrase in err, err
+
+
+def test_the_graders_own_error_from_the_command_line_has_no_traceback(tmp_path):
+    path = tmp_path / "softmax.py"
+    path.write_text("def softmax(z):\n    return z\n")
     code, out, err = run_cli("check", "softmax_temperature", str(path))
-    assert code == 2 and out == ""
-    assert err.count("\n") == 1 and err.startswith("minikd: error: ") and phrase in err, err
-    assert "Traceback" not in err
+    assert code == 2 and out == "" and err.count("\n") == 1 and "wrong signature" in err and "Traceback" not in err
 
 
 def test_show_writes_the_stub_and_notebook_and_refuses_to_overwrite(tmp_path, capsys):
@@ -224,3 +230,43 @@ def test_reference_solutions_agree_with_minikd():
         mine, m, second = adamw_step.adamw_step(mine, grad, m, second, t, 0.01, 0.9, 0.999, 1e-8, 0.1)
     assert np.allclose(mine, theta.data)
     assert pgr.pgr(0.2, 0.5, 0.8) == minikd_pgr(0.2, 0.5, 0.8)
+
+
+README_ATTEMPTS = (  # the two versions of soft_term in the README's worked example
+    "    return kl, (xp.exp(log_q) - p) / (T * N)",
+    "    return T * T * kl, T * (xp.exp(log_q) - p) / N",
+)
+
+
+def test_the_readme_worked_example_prints_what_the_readme_shows(tmp_path, capsys, monkeypatch):
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
+    monkeypatch.chdir(tmp_path)
+    assert main(["exercise", "show", "t_squared", "--stub", "t_squared.py"]) == 0
+    stub = (tmp_path / "t_squared.py").read_text()
+    capsys.readouterr()
+    assert main(["exercise", "check", "t_squared", "t_squared.py", "--isolation", "in-process"]) == 1
+    assert "0 of 4 checks passed" in capsys.readouterr().out
+    body = ("    N = z.shape[0]\n"
+            "    log_p = (v - xp.max(v, axis=-1, keepdims=True)) / T\n"
+            "    log_p = log_p - xp.log(xp.sum(xp.exp(log_p), axis=-1, keepdims=True))\n"
+            "    log_q = (z - xp.max(z, axis=-1, keepdims=True)) / T\n"
+            "    log_q = log_q - xp.log(xp.sum(xp.exp(log_q), axis=-1, keepdims=True))\n"
+            "    p = xp.exp(log_p)\n"
+            "    kl = xp.sum(p * (log_p - log_q)) / N\n")
+    for attempt, code in zip(README_ATTEMPTS, (1, 0)):
+        (tmp_path / "t_squared.py").write_text(stub.replace(
+            '    raise NotImplementedError("soft_term(z, v, T): return (T² · KL, its gradient)")', body + attempt))
+        assert main(["exercise", "check", "t_squared", "t_squared.py", "--isolation", "in-process"]) == code
+        for line in capsys.readouterr().out.splitlines():
+            assert line in readme, line
+
+
+def test_each_tutorial_ends_by_pointing_at_its_exercises():
+    import re
+    from minikd.tools.figures import tutorial_paths
+    for path in tutorial_paths():
+        last = open(path, encoding="utf-8").read().rsplit("# %% [markdown]\n", 1)[1]
+        prose = " ".join(line.removeprefix("# ") for line in last.splitlines())
+        assert prose.startswith("**Exercises.**") and "minikd exercise check" in prose, path
+        named = {name for name in NAMES if re.search(rf"\b{name}\b", prose)}
+        assert named, path

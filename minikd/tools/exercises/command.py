@@ -18,7 +18,8 @@ TIME_LIMIT_S = 10.0
 
 def add_commands(commands):
     parser = commands.add_parser("exercise", help="coursework: list, show and check the exercises")
-    sub = parser.add_subparsers(dest="exercise_command", required=True)
+    sub = parser.add_subparsers(dest="exercise_command", required=True, metavar="ACTION",
+                                help="list, show or check")
 
     listing = sub.add_parser("list", help="the exercises in the tutorials' order")
     listing.add_argument("--json", action="store_true", help="name, title, tutorial, stub and solution path of each")
