@@ -3,8 +3,9 @@ never in the grader, so an endless loop in C, ``os._exit`` or a crash costs one 
 
 The worker imports the file once and runs the checks in order, each under the SIGALRM watchdog,
 writing one JSON line per result on its own copy of stdout (the student's prints go to /dev/null).
-The parent waits for each line at most the time limit plus a grace period; on silence it kills the
-worker, records that check as timed out and starts a new worker at the next check.
+The parent waits for each line at most twice the time limit plus a second; on silence (the watchdog
+could not interrupt: a long C call, a student's ``except BaseException``) it kills the worker, records
+that check as timed out and starts a new worker at the next check.
 """
 
 import json
@@ -17,7 +18,12 @@ import threading
 from minikd.tools.exercises.grading import Result, run_check, timeout_message
 from minikd.tools.exercises.student import LoadError, check_file, load
 
-GRACE_S = 5.0  # beyond the per-check limit: the worker's own watchdog answers first when it can
+STARTUP_S = 30.0  # for the worker to import minikd and the student's file, beyond the time limit
+
+
+def _patience(time_limit):
+    """How long the parent waits for a check's result: the worker's own watchdog answers first when it can."""
+    return 2.0 * time_limit + 1.0
 
 
 def _reader(stream, lines):
@@ -42,7 +48,7 @@ def grade_file(exercise, path, time_limit):
             _wait_until_loaded(lines, path, time_limit, worker)
             for name in names[start:]:
                 try:
-                    line = lines.get(timeout=time_limit + GRACE_S)
+                    line = lines.get(timeout=_patience(time_limit))
                 except queue.Empty:  # the worker's watchdog could not stop it: a long C call, a blocked signal
                     results.append(Result(name, False, timeout_message(time_limit), time_limit))
                     break
@@ -60,7 +66,7 @@ def grade_file(exercise, path, time_limit):
 def _wait_until_loaded(lines, path, time_limit, worker):
     """The worker's first line says whether the file loaded; a LoadError when it did not."""
     try:
-        first = lines.get(timeout=time_limit + GRACE_S + 10.0)  # + the worker's own start-up
+        first = lines.get(timeout=_patience(time_limit) + STARTUP_S)
     except queue.Empty:
         raise LoadError(f"importing {path} did not finish within {time_limit:g} s") from None
     if first is None:
