@@ -121,6 +121,11 @@ def soft_term(z, v, T):
 def soft_term(z, v, T):
     return _kl(z, v, T, scale=T)
 """, "off by a factor T: the scale is T², not T"),
+        ("T² on the loss only", _KL + """
+def soft_term(z, v, T):
+    loss, grad = _kl(z, v, T)
+    return T * T * loss, grad
+""", "gradient off by a factor T²: the soft term's T² is missing"),
     ],
     "combined_objective": [
         ("λ on the wrong term", _NLL + _KL.replace(_LOG_SOFTMAX, "") + """

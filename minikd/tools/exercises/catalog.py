@@ -126,9 +126,9 @@ def grade(exercise, obj, time_limit=10.0, student_file=None):
 def notebook(exercise):
     """The exercise as a Jupytext percent notebook: the statement, the stub's code, a cell that grades it."""
     with open(exercise.stub_path, encoding="utf-8") as f:
-        tree_source = f.read()
-    tree = ast.parse(tree_source)
-    code = "\n".join(tree_source.splitlines()[tree.body[0].end_lineno:]).strip("\n")
+        source = f.read()
+    docstring = ast.parse(source).body[0]
+    code = "\n".join(source.splitlines()[docstring.end_lineno:]).strip("\n")  # the stub after its statement
     markdown = "\n".join(f"# {line}".rstrip() for line in exercise.statement().splitlines())
     return (f"# %% [markdown]\n{markdown}\n#\n# Fill in the code cell below, then run the last cell: it grades"
             f" `{exercise.obj}` with the same checks as\n# `minikd exercise check {exercise.name} FILE`.\n\n"

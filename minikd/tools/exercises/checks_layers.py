@@ -31,22 +31,27 @@ def _is_function(student):
         raise Failed("Sigmoid must be a class that subclasses minikd.engine.autograd.Function")
 
 
-def _sigmoid_forward(student):
+def _fresh(student):
+    """An instance of the student's Function as ``apply`` makes it (``needs_grad`` set)."""
     _is_function(student)
+    fn = student()
+    fn.needs_grad = True
+    return fn
+
+
+def _sigmoid_forward(student):
     for n, shape in enumerate(((5,), (3, 4), (2, 2, 3))):
         x = normal(shape, 200 + n, 3.0)
-        expect(f"forward, shape {shape}", _sigmoid(x), student().forward(copy(x)),
+        expect(f"forward, shape {shape}", _sigmoid(x), _fresh(student).forward(copy(x)),
                hints=[(1.0 / (1.0 + backend.xp().exp(x)), "that is σ(−x): σ(x) = 1/(1 + e^(−x))")])
     x = backend.from_numpy(backend.host_xp().asarray([-1e4, -50.0, 0.0, 50.0, 1e4]))
-    expect("forward at ±1e4", _sigmoid(x), student().forward(copy(x)),
+    expect("forward at ±1e4", _sigmoid(x), _fresh(student).forward(copy(x)),
            nonfinite_hint="overflow at ±1e4: write σ(x) = ½(1 + tanh(x/2)), or use exp(−|x|)")
 
 
 def _sigmoid_backward(student):
-    _is_function(student)
     x, g = normal((3, 4), 210, 2.0), normal((3, 4), 211)
-    fn = student()
-    fn.needs_grad = True
+    fn = _fresh(student)
     fn.forward(copy(x))
     grads = fn.backward(copy(g))
     if not isinstance(grads, (tuple, list)):

@@ -58,8 +58,14 @@ def _list(args):
 
 
 def _refuse_existing(flag, path):
-    if path is not None and os.path.exists(path):
+    """Checked before any work: the file must not exist (nothing is overwritten) and its folder must."""
+    if path is None:
+        return
+    if os.path.exists(path):
         raise ValueError(f"{flag} {path} exists; choose another path or remove it (minikd never overwrites your work)")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{flag} {path}: the folder {folder} does not exist")
 
 
 def _write(path, text):

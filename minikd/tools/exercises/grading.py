@@ -212,7 +212,8 @@ def expect(label, expected, obtained, hints=(), factors=None, dtype=None, nonfin
         return
     ratio = np.abs(array - expected) / (atol + rtol * np.abs(expected))
     index = backend.unravel_index(int(np.argmax(ratio)), array.shape)
-    where = f"{label}: worst at index {index}: expected {_fmt(expected[index])}, got {_fmt(array[index])}"
+    at = f"worst at index {index}: " if array.ndim else ""
+    where = f"{label}: {at}expected {_fmt(expected[index])}, got {_fmt(array[index])}"
     raise Failed(f"{where}; {diagnosis}" if (diagnosis := _diagnose(expected, array, hints, factors, rtol, atol))
                  else where)
 

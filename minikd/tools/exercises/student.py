@@ -5,6 +5,7 @@ signature, an import that fails) become one-line ``LoadError`` messages, never a
 import contextlib
 import io
 import os
+import sys
 import types
 
 from minikd.tools.exercises.grading import TimeLimit, watchdog
@@ -31,6 +32,8 @@ def load(exercise, path, time_limit=10.0):
     code = check_file(path)
     module = types.ModuleType(f"minikd_student_{exercise.name}")
     module.__file__ = path
+    folder = os.path.dirname(os.path.abspath(path))
+    sys.path.insert(0, folder)  # so that the file can import the student's other solutions beside it
     try:
         with watchdog(time_limit), contextlib.redirect_stdout(io.StringIO()):
             exec(code, module.__dict__)
@@ -40,6 +43,8 @@ def load(exercise, path, time_limit=10.0):
         line = next((f" (line {tb.tb_lineno})" for tb in _frames(err) if tb.tb_frame.f_code.co_filename == path), "")
         text = str(err).splitlines()[0] if str(err) else ""
         raise LoadError(f"importing {path} raised {type(err).__name__}: {text}{line}") from None
+    finally:
+        sys.path.remove(folder)
     obj = module.__dict__.get(exercise.obj)
     if obj is None:
         raise LoadError(f"{path} defines no {exercise.obj}; the exercise {exercise.name!r} asks for {exercise.signature()}")

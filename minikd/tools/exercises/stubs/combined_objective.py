@@ -13,8 +13,9 @@ The maths, with CE = NLL of softmax(z) at T = 1 and KD = T²·KL(p_T ‖ q_T), b
 - additive: L = CE + λ·KD.
 The gradient is the same mix of (softmax(z) − onehot(y))/N and T·(q_T − p_T)/N.
 
-Hint: reuse your `nll` and `soft_term`. The hard-label term uses T = 1, not T; (1 − λ) weighs the
-labels and λ the teacher; the additive form has no (1 − λ).
+Hint: reuse your `nll` and `soft_term` (copy them in, or import them from the files beside this
+one). The hard-label term uses T = 1, not T; (1 − λ) weighs the labels and λ the teacher; the
+additive form has no (1 − λ).
 """
 
 from minikd.engine import backend

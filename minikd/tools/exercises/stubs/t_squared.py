@@ -10,7 +10,8 @@ The maths: L = T²·(1/N) Σ_r KL(p_T,r ‖ q_T,r);  dL/dz = T·(q_T − p_T) / 
 As T grows, q_T − p_T shrinks like 1/T, so KL's gradient falls like 1/T²; the T² keeps the soft
 term's pull on the student the same at every temperature (Hinton et al., 2015).
 
-Hint: start from your `kl` and multiply both its value and its gradient by the scale T².
+Hint: start from your `kl` (copy it in, or `from kl import kl` when kl.py sits beside this file) and
+multiply both its value and its gradient by the scale T².
 """
 
 from minikd.engine import backend
