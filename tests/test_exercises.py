@@ -215,7 +215,7 @@ def test_check_text_json_and_gradescope_reports(tmp_path, capsys):
     assert main(["exercise", "check", "t_squared", str(wrong), "--format", "gradescope", "--out", str(results),
                  "--isolation", "in-process"]) == 1
     report = json.loads(results.read_text())
-    assert set(report) >= {"score", "tests"} and len(report["tests"]) == 4
+    assert set(report) == {"score", "output", "tests"} and len(report["tests"]) == 4
     assert all(set(t) >= {"name", "score", "max_score", "status", "output"} for t in report["tests"])
     assert report["score"] == sum(t["score"] for t in report["tests"]) < 4
     assert {t["status"] for t in report["tests"]} <= {"passed", "failed"}

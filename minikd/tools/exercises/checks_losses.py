@@ -27,7 +27,7 @@ def _cases_label(cases, with_T=True):
 
 
 # ---- softmax and log-softmax with temperature -------------------------------------------------------------
-def _distribution_checks(fn_name, reference, wrong_of, limits):
+def _distribution_checks(reference, wrong_of, limits):
     """Checks shared by softmax and log_softmax: values, float32, overflow and a limit."""
 
     def values(student):
@@ -72,7 +72,7 @@ def _softmax_limits(student):
 
 
 def softmax_checks():
-    return _distribution_checks("softmax", softmax_temperature.softmax, _softmax_wrong,
+    return _distribution_checks(softmax_temperature.softmax, _softmax_wrong,
                                 Check("limits: T → 0 is one-hot, T → ∞ uniform; rows sum to 1", _softmax_limits))
 
 
@@ -86,7 +86,6 @@ def _log_softmax_wrong(z, T):
 
 
 def _log_softmax_limits(student):
-    xp = backend.xp()
     z = backend.from_numpy(backend.host_xp().asarray([[0.0, -1e4, 1.0], [5.0, 5.0, -2e4]]))
     expect("logits with a class 1e4 below the rest (probability underflows to 0)", log_softmax.log_softmax(z, 1.0),
            student(copy(z), 1.0), nonfinite_hint="−inf where the probability underflows: compute "
@@ -96,7 +95,7 @@ def _log_softmax_limits(student):
 
 
 def log_softmax_checks():
-    return _distribution_checks("log_softmax", log_softmax.log_softmax, _log_softmax_wrong,
+    return _distribution_checks(log_softmax.log_softmax, _log_softmax_wrong,
                                 Check("no −inf where a probability underflows; shift invariance", _log_softmax_limits))
 
 
@@ -105,8 +104,8 @@ class _StudentLoss(Function):
     """Wraps a student's (loss, grad) so minikd's gradcheck can compare the grad with finite differences."""
 
     def forward(self, z, fn, args):
-        loss, self.grad = unpack(fn(copy(z), *args), ("loss", "grad"))
-        self.grad = backend.from_numpy(host(self.grad, "grad"))
+        loss, grad = unpack(fn(copy(z), *args), ("loss", "grad"))
+        self.grad = backend.from_numpy(host(grad, "grad"))
         return backend.from_numpy(host(loss, "loss").reshape(()))
 
     def backward(self, g):

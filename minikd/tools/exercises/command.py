@@ -101,7 +101,8 @@ def gradescope_report(results):
     """Gradescope's results.json (the shape Otter-Grader writes): one test per check, one point each."""
     tests = [{"name": r.name, "score": float(r.passed), "max_score": 1.0, "status": "passed" if r.passed else "failed",
               "output": r.message} for r in results]
-    return {"score": float(sum(r.passed for r in results)), "max_score": float(len(results)), "tests": tests}
+    passed = sum(r.passed for r in results)
+    return {"score": float(passed), "output": f"{passed} of {len(results)} checks passed", "tests": tests}
 
 
 def _check(args):
