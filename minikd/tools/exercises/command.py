@@ -26,20 +26,21 @@ def add_commands(commands):
     listing.set_defaults(run=_list)
 
     show = sub.add_parser("show", help="print an exercise's statement; optionally write its stub or notebook")
-    show.add_argument("name", choices=NAMES, help="the exercise")
+    show.add_argument("name", choices=NAMES, metavar="NAME", help="the exercise (see minikd exercise list)")
     show.add_argument("--stub", metavar="PATH", help="write the stub to PATH for the student to fill in (never overwrites)")
     show.add_argument("--notebook", metavar="PATH",
                       help="write the exercise as a Jupytext percent notebook to PATH (never overwrites)")
     show.set_defaults(run=_show)
 
     check = sub.add_parser("check", help="grade a student's file: one line per check, exit 0 only when all pass")
-    check.add_argument("name", choices=NAMES, help="the exercise")
+    check.add_argument("name", choices=NAMES, metavar="NAME", help="the exercise (see minikd exercise list)")
     check.add_argument("file", help="the student's Python file (the filled-in stub)")
     check.add_argument("--json", action="store_true", help="the report as JSON (same as --format json)")
     check.add_argument("--format", choices=FORMATS, default="text",
                        help="text, json, or gradescope (the results.json Gradescope's autograder reads)")
     check.add_argument("--out", metavar="PATH", help="write the report to PATH instead of printing it (never overwrites)")
-    check.add_argument("--time-limit", type=float, default=TIME_LIMIT_S, help="seconds allowed per check")
+    check.add_argument("--time-limit", type=float, default=TIME_LIMIT_S, metavar="SECONDS",
+                       help="time allowed per check")
     check.add_argument("--isolation", choices=ISOLATIONS, default="subprocess",
                        help="run the student's file in a worker process (stops any endless loop, survives crashes) "
                             "or in this process (faster; the SIGALRM watchdog stops Python loops only)")
