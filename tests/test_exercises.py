@@ -340,6 +340,6 @@ def test_a_student_file_may_import_its_neighbours(tmp_path, monkeypatch):
 def test_the_readme_section_names_every_exercise():
     readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
     section = readme.split("## Coursework: exercises and the grader\n", 1)[1].split("\n## ", 1)[0]
-    assert section.startswith("Thirteen exercises") and len(NAMES) == 13
+    assert section.lstrip().startswith("Thirteen exercises") and len(NAMES) == 13
     assert all(f"`{name}`" in section for name in NAMES)
     assert readme.index("## Coursework: exercises and the grader") < readme.index("## Tests\n")
