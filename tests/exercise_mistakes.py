@@ -327,6 +327,16 @@ def distillation_step(student, teacher, optimizer, x, y, lam, T):
     optimizer.step()
     return loss
 """, "the teacher ran with gradients on"),
+        ("λ swapped in the loss", """
+def distillation_step(student, teacher, optimizer, x, y, lam, T):
+    with no_grad():
+        teacher_logits = teacher(x)
+    loss = F.distillation_loss(student(x), teacher_logits, y, lam=1 - lam, T=T)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+""", "λ on the wrong term"),
     ],
     "pgr": [
         ("ZeroDivisionError when the gap is zero", """

@@ -65,8 +65,28 @@ def _run_steps(student_step, steps):
     return student, teacher, losses
 
 
+def _first_loss_variants():
+    """The loss of step 1 for the objectives a student may write by mistake, with what each mistake is."""
+    student, teacher, _ = _setup()
+    x, y = _batch(0)
+    z, v = student(x), teacher(x).data
+
+    def loss(**options):
+        return F.distillation_loss(z, v, y, **{"lam": LAM, "T": T, **options}).item()
+
+    return [(loss(lam=1 - LAM), "λ on the wrong term: lam=lam weighs the teacher"),
+            (loss(scale_T2=False), "the soft term's T² is missing (scale_T2=False)"),
+            (loss(T=1.0), "T is not passed on: F.distillation_loss(..., lam=lam, T=T)"),
+            (F.cross_entropy(z, y).item(), "this is the cross-entropy alone: the teacher is missing")]
+
+
 def _step_values(student_step):
     initial = _setup()[0].flat()
+    _, _, (first,) = _run_steps(student_step, 1)
+    _, _, (expected,) = _run_steps(distillation_step.distillation_step, 1)
+    xp = backend.xp()
+    expect("the loss returned at step 1", xp.asarray(expected), host(first, "loss"),
+           hints=[(xp.asarray(value), message) for value, message in _first_loss_variants()])
     for steps in (1, 3):
         mine, _, my_losses = _run_steps(student_step, steps)
         ref, _, ref_losses = _run_steps(distillation_step.distillation_step, steps)
