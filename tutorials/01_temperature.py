@@ -115,3 +115,9 @@ assert abs(float(wrong) - fused) > 1e-3
 # **Summary.** T flattens a distribution without reordering it; soft labels carry the teacher's view
 # of which wrong answers are nearly right. The student loss uses T = 1 and the ground truth; the
 # distillation loss uses the same T on both sides. Next: the gradients of these losses, by hand.
+
+# %% [markdown]
+# **Exercises.** `softmax_temperature` (softmax with T) and `log_softmax` (a numerically stable
+# log-softmax). Start one with `minikd exercise show softmax_temperature --stub
+# softmax_temperature.py` (or `--notebook`), grade it with `minikd exercise check
+# softmax_temperature softmax_temperature.py`; `minikd exercise list` shows them all.

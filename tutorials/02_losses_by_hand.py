@@ -130,3 +130,8 @@ print(tutorial.save_figure(fig, "02_gradient_scale.png"))
 # **Summary.** ∂NLL/∂z = q − onehot(y); ∂KL(p_T‖q_T)/∂z = (q_T − p_T)/T; soft cross-entropy has KL's
 # gradient. The T² factor cancels the 1/T² fall of that gradient, keeping the soft term's weight
 # independent of T. Next: the two terms together, and what λ does.
+
+# %% [markdown]
+# **Exercises.** `nll` (NLL and its gradient), `kl` (KL(p_T‖q_T) and its gradient) and `t_squared`
+# (the T² factor). Start one with `minikd exercise show kl --stub kl.py` (or `--notebook`), grade it
+# with `minikd exercise check kl kl.py`; `minikd exercise list` shows them all.

@@ -123,3 +123,9 @@ assert mass_on_class_2[0] < mass_on_class_2[-1]
 # additive form is the same family with λ = λ′/(1 + λ′). The best student distribution slides from
 # the label's corner toward the teacher as λ grows. At λ = 1 the target is the teacher's distribution
 # whatever T is; for λ < 1, a higher T lets the teacher's small probabilities pull harder.
+
+# %% [markdown]
+# **Exercises.** `combined_objective` (both forms and the gradient) and `jsd` (the generalised JSD).
+# Start one with `minikd exercise show combined_objective --stub combined_objective.py` (or
+# `--notebook`), grade it with `minikd exercise check combined_objective combined_objective.py`;
+# `minikd exercise list` shows them all.

@@ -110,3 +110,9 @@ for i in top:
 # **Summary.** Autograd is the chain rule applied backward through recorded ops, with each op's
 # local derivative written by hand and checked against finite differences. A 344k-parameter teacher
 # gets within a few thousandths of a nat per token of the entropy floor. Next: distilling it into a student.
+
+# %% [markdown]
+# **Exercises.** `autograd_function` (a sigmoid Function, forward and backward),
+# `layer_norm_backward`, `attention_backward` and `adamw_step`. Start one with `minikd exercise show
+# attention_backward --stub attention_backward.py` (or `--notebook`), grade it with `minikd exercise
+# check attention_backward attention_backward.py`; `minikd exercise list` shows them all.

@@ -101,3 +101,9 @@ print(tutorial.save_figure(fig, "05_lambda_schedule.png"))
 # labels at the end, and here the teacher is the better guide. One seed, one data size: repeat with
 # other seeds (`TrainConfig(seed=...)`) and more student tokens before you generalise; with plenty of
 # data the CE-only student catches up.
+
+# %% [markdown]
+# **Exercises.** `distillation_step` (the order of a distillation training step). Start one with
+# `minikd exercise show distillation_step --stub distillation_step.py` (or `--notebook`), grade it
+# with `minikd exercise check distillation_step distillation_step.py`; `minikd exercise list` shows
+# them all.

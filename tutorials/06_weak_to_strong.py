@@ -115,3 +115,8 @@ if not tutorial.FAST:
 # and the confidence loss helps it ignore the teacher's errors. When the labels are noisy, raise λ;
 # when the teacher is wrong in a systematic way, lower it. In practice you rarely know which, so
 # measure on held-out data with trusted labels.
+
+# %% [markdown]
+# **Exercises.** `pgr` (the performance gap recovered). Start one with `minikd exercise show pgr
+# --stub pgr.py` (or `--notebook`), grade it with `minikd exercise check pgr pgr.py`; `minikd
+# exercise list` shows them all.

@@ -112,3 +112,9 @@ print(tutorial.save_figure(fig, "07_objective_lambda_T.png"))
 # **Summary.** `minikd.tools.landscape` draws loss slices along filter-normalised directions for any model
 # and any loss. The combined objective is linear in λ, and its soft term depends on T through both
 # the softening and the T² factor.
+
+# %% [markdown]
+# **Exercises.** none of its own; the surface of λ and T above is the objective of exercise
+# `combined_objective`. Start one with `minikd exercise show combined_objective --stub
+# combined_objective.py` (or `--notebook`), grade it with `minikd exercise check combined_objective
+# combined_objective.py`; `minikd exercise list` shows them all.

@@ -110,3 +110,10 @@ print(tutorial.save_figure(fig, "08_sequence_level.png"))
 # KD replaces the training answers by the teacher's; on-policy distillation uses the student's own
 # samples. When the teacher is wrong in a systematic way, training on its completions copies the
 # errors (see the README's measurements).
+
+# %% [markdown]
+# **Exercises.** none of its own; its on-policy loss is the soft term of exercises `kl` and
+# `t_squared`, and its training loop the order of exercise `distillation_step`. Start one with
+# `minikd exercise show distillation_step --stub distillation_step.py` (or `--notebook`), grade it
+# with `minikd exercise check distillation_step distillation_step.py`; `minikd exercise list` shows
+# them all.

@@ -91,3 +91,10 @@ print(tutorial.save_figure(fig, "09_kd_loss_timing.png"))
 # **Summary.** One module decides where arrays live; the rest of minikd is the same code on CPU and
 # GPU. Weights and data are identical across backends; device-side random draws and rounding are not.
 # Avoid host round-trips in loops, synchronise before timing, and measure before you conclude.
+
+# %% [markdown]
+# **Exercises.** none of its own; the reference solutions' array code is written with the array
+# module's functions (`xp = backend.xp()`), the style this tutorial asks for, so read them as
+# examples. Start one with `minikd exercise show softmax_temperature --stub softmax_temperature.py`
+# (or `--notebook`), grade it with `minikd exercise check softmax_temperature
+# softmax_temperature.py`; `minikd exercise list` shows them all.

@@ -12,8 +12,9 @@ from importlib.metadata import version
 from minikd.engine import backend
 from minikd.recipes import launch, train, weak_to_strong
 from minikd.tools import bench, check, demo, evaluate, figures, generate
+from minikd.tools.exercises import command as exercise
 
-COMMAND_MODULES = (check, demo, train, launch, weak_to_strong, generate, evaluate, figures, bench)
+COMMAND_MODULES = (check, demo, train, launch, weak_to_strong, generate, evaluate, figures, bench, exercise)
 
 
 class _Parser(argparse.ArgumentParser):
