@@ -172,8 +172,9 @@ def _weighted_loss(student_logits, teacher, targets, ce_weights, div_weights, T,
         validate.check_finite("student_logits", data_of(student_logits))
         if teacher is not None:
             validate.check_finite("teacher_logits", teacher)
-        raise ValueError(f"the loss overflowed to {loss.item()} although the logits are finite; "
-                         f"the logits' range is too wide for {loss.dtype}")
+        heaviest = "" if div_weights is None else f" and a distillation weight λ·T² up to {float(div_weights.max()):g}"
+        raise ValueError(f"the loss overflowed to {loss.item()} although the logits are finite: T={T}{heaviest} "
+                         f"are too extreme for {loss.dtype}; choose T nearer 1 or a smaller λ")
     return loss
 
 

@@ -54,6 +54,10 @@ def run(teacher_dir, config, train_config, out, task_name=None, data=None, stude
     loss_fn = distiller
     if on_policy:
         loss_fn = sequence.OnPolicyDistiller(teacher, task, on_policy, distiller, T=config.T, seed=train_config.seed)
+    train_task = task
+    if completions:
+        train_task = sequence.teacher_completions(teacher, task, seed=train_config.seed,
+                                                  temperature=0.0 if completions == "greedy" else 1.0)
     settings = {"teacher": run_folder.file_identity(path), "task": task.name,
                 "data": None if data is None else run_folder.file_identity(data), "student_preset": student_preset,
                 "train_tokens": train_tokens, "distill_config": config.to_dict(), "train_config": asdict(train_config),
@@ -61,10 +65,6 @@ def run(teacher_dir, config, train_config, out, task_name=None, data=None, stude
                 "layer_map": getattr(distiller, "pairs", None)}
     with run_folder.claim(out, "distill", settings, resume=resume, overwrite=overwrite,
                           inputs={"--teacher": teacher_dir}):
-        train_task = task
-        if completions:
-            train_task = sequence.teacher_completions(teacher, task, seed=train_config.seed,
-                                                      temperature=0.0 if completions == "greedy" else 1.0)
         out_fn(f"distilling {path} ({teacher.num_params():,} parameters) into a '{student_preset}' student "
                f"({student.num_params():,}) on {task.name}: {config.divergence}, lam {config.lam} "
                f"({config.lam_schedule}), T {config.T} ({config.T_schedule})"
