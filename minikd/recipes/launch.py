@@ -19,7 +19,8 @@ from minikd.recipes import run_folder, sequence, sizes
 from minikd.recipes.distill import DistillConfig, Distiller, check_bias, resolve_bias
 from minikd.recipes.hidden import HiddenDistiller, parse_layer_map
 from minikd.recipes.teacher import load_setting, new_student
-from minikd.recipes.train import TrainConfig, add_run_folder_arguments, add_training_arguments, checkpoint_exists, train
+from minikd.recipes.train import (TrainConfig, add_run_folder_arguments, add_training_arguments, check_training_memory,
+                                  checkpoint_exists, train)
 from minikd.tasks.data import TASKS
 
 COMPLETIONS = ("greedy", "sampled")  # sequence-level KD: the teacher's completions, greedy or sampled at T = 1
@@ -46,6 +47,7 @@ def run(teacher_dir, config, train_config, out, task_name=None, data=None, stude
     config = replace(config, teacher_bias=resolve_bias(config.teacher_bias, task.tokenizer))
     validate.check_choice("completions", completions, (None, *COMPLETIONS))
     student = new_student(student_preset, task, teacher, train_config.seed)
+    check_training_memory(student.config, train_config.batch_size)
     distiller, extra = Distiller(teacher, config, train_config.steps, seed=train_config.seed), None
     if hidden_weight:
         distiller = HiddenDistiller(teacher, student, config, train_config.steps, mu=hidden_weight,
@@ -115,7 +117,7 @@ def sweep(teacher_dir, lams, temperatures, base, train_config, out, student_pres
     base = replace(base, teacher_bias=resolve_bias(base.teacher_bias, task.tokenizer))
     check_bias(base.teacher_bias, teacher.config.vocab_size)
     grid = [replace(base, lam=lam, T=T) for lam in lams for T in temperatures]  # all checked before training
-    new_student(student_preset, task, teacher, train_config.seed)
+    check_training_memory(new_student(student_preset, task, teacher, train_config.seed).config, train_config.batch_size)
     settings = {"teacher": run_folder.file_identity(path), "lams": list(lams), "temperatures": list(temperatures),
                 "base": base.to_dict(), "train_config": asdict(train_config), "student_preset": student_preset,
                 "train_tokens": train_tokens}

@@ -176,9 +176,18 @@ def _resume(out, model, optimizer, extra, config):
     return ckpt.step, records
 
 
-def _all_finite(params):
+def check_training_memory(model_config, batch_size):
+    """A ValueError naming ``batch_size`` when one training step would not fit in memory."""
+    sizes.check_memory(f"batch_size={batch_size} for this model", sizes.training_bytes(model_config, batch_size))
+
+
+def _diverged(model, params, x):
+    """Whether the weights, or the logits they give on ``x``, are no longer finite (the updates blew up)."""
     xp = backend.xp()
-    return all(bool(xp.isfinite(p.data).all()) for p in params)
+    if not all(bool(xp.isfinite(p.data).all()) for p in params):
+        return True
+    with no_grad():
+        return not bool(xp.isfinite(model(x).data).all())
 
 
 def train(model, task, config, out=None, loss_fn=cross_entropy_loss, resume=False, progress=True, log=None,
@@ -194,8 +203,7 @@ def train(model, task, config, out=None, loss_fn=cross_entropy_loss, resume=Fals
     model and saved in the checkpoint with it. A resumed run returns its whole history (the records
     read back from ``metrics.jsonl``, then the new ones); resuming a finished run only loads it.
     """
-    sizes.check_memory(f"batch_size={config.batch_size} for this model", sizes.training_bytes(model.config,
-                                                                                           config.batch_size))
+    check_training_memory(model.config, config.batch_size)
     optimizer = config.make_optimizer(model, *([extra] if extra is not None else []))
     lr_at = config.lr_schedule()
     step, resumed_at, history = 0, None, []
@@ -240,11 +248,11 @@ def train(model, task, config, out=None, loss_fn=cross_entropy_loss, resume=Fals
             optimizer.zero_grad()
             try:
                 loss = loss_fn(model, x, y, step)
-            except ValueError as err:  # non-finite weights mean the updates blew up: the learning rate
-                if step != (resumed_at or 0) and not _all_finite(optimizer.params):
-                    raise ValueError(f"training diverged: by step {step} the weights are no longer finite "
-                                     f"({err}); lr={config.lr} is too large for this run, choose a smaller "
-                                     f"--lr") from None
+            except ValueError as err:  # after updates, non-finite weights or logits: the learning rate
+                if step != (resumed_at or 0) and _diverged(model, optimizer.params, x):
+                    raise ValueError(f"training diverged: by step {step} the model's weights or logits are no "
+                                     f"longer finite ({err}); lr={config.lr} is too large for this run, choose "
+                                     f"a smaller --lr") from None
                 raise
             loss.backward()
             if config.grad_clip:
@@ -275,6 +283,7 @@ def run(task_name, preset_name, config, out, data=None, dropout=0.0, resume=Fals
         raise ValueError(f"--data is read only with --task text, got --task {task_name}")
     preset(preset_name, 1, 1, dropout=dropout)  # checks the preset and the dropout before any work
     task = load_task(task_name, seed=config.seed, data=data)
+    check_training_memory(preset(preset_name, task.tokenizer.vocab_size, task.block_size), config.batch_size)
     settings = {"task": task_name, "data": None if data is None else run_folder.file_identity(data),
                 "preset": preset_name, "dropout": dropout, "train_config": asdict(config)}
     with run_folder.claim(out, "train", settings, resume=resume, overwrite=overwrite):
