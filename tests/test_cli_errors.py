@@ -177,6 +177,16 @@ def test_resume_names_each_differing_setting_and_cleans_up(text_file, tmp_path, 
     assert not [name for name in os.listdir(out) if name.endswith(".tmp")]
 
 
+def test_resuming_a_finished_training_only_loads_it(text_file, tmp_path):
+    _, history, _ = train_run(text_file, tmp_path / "run")
+    task = data.load_task("text", data=text_file)
+    model = TransformerLM(preset("tiny", task.tokenizer.vocab_size, task.block_size), seed=99)
+    again = train_recipe.train(model, task, CONFIG, out=str(tmp_path / "run"), resume=True, progress=False)
+    assert again == history  # the records read back, nothing trained
+    np.testing.assert_array_equal(backend.to_numpy(model.wte.weight.data),
+                                  checkpoint.load(str(tmp_path / "run" / "checkpoint.npz")).model_state["wte.weight"])
+
+
 # ---- fault injection: kill -9 at a random point, resume, compare with an uninterrupted run ---------
 KILLED = """
 import sys
@@ -242,8 +252,8 @@ def test_sigint_is_one_line_keeps_the_checkpoint_and_exits_130(text_file, tmp_pa
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=120)
     assert child.returncode == 130
-    assert err.strip().splitlines() == [f"minikd train: interrupted; {out} keeps its last checkpoint: "
-                                        f"continue with --resume"]
+    assert err.strip().splitlines() == [f"minikd train: interrupted; {out} keeps its last checkpoint and finished "
+                                        f"results: continue with --resume"]
     assert checkpoint.load(str(out / "checkpoint.npz")).step % 4 == 0
 
 
@@ -331,6 +341,9 @@ def test_bad_values_are_refused_up_front(teacher_dir, text_file, tmp_path, capsy
         ([*distill, "--layer-map", "1:1"], "--layer-map needs --hidden-weight"),
         (["generate", teacher_dir, "--greedy", "--temperature", "2"], "contradict"),
         (["generate", teacher_dir, "--samples", "0"], "--samples must be a positive integer"),
+        (["generate", teacher_dir, "--data", text_file, "--samples", str(10**12)],
+         "--samples 1000000000000 with --max-new-tokens 32 would"),
+        ([*distill, "--train-tokens", "5000"], "--train-tokens sizes the grammar corpus only"),
     ]
     for argv, message in cases:
         one_line_error(capsys, 2, argv, message)
@@ -345,8 +358,9 @@ def test_a_flag_without_effect_is_a_warning(teacher_dir, text_file, tmp_path, ca
 
 
 def test_filesystem_errors_are_one_line(tmp_path, capsys):
-    one_line_error(capsys, 1, ["bench", "kd-loss", "--N", "8", "--V", "16", "--repeat", "1", "--json", str(tmp_path)],
-                   "Is a directory", str(tmp_path))
+    bench = ["bench", "kd-loss", "--N", "8", "--V", "16", "--repeat", "1", "--json"]
+    one_line_error(capsys, 1, [*bench, str(tmp_path)], "Is a directory", str(tmp_path))
+    one_line_error(capsys, 1, [*bench, "/dev/full"], "writing --json '/dev/full': No space left on device")  # a full disk
 
 
 ENV_CASES = [

@@ -167,8 +167,8 @@ def host_rng(seed, *keys):
 
 
 def num_threads():
-    """minikd's worker threads: ``$MINIKD_NUM_THREADS`` (a positive integer), else the CPU cores this
-    process may run on. The ``minikd`` command gives the BLAS library's pool the same number."""
+    """minikd's worker threads (``map_blocks``): ``$MINIKD_NUM_THREADS`` (a positive integer), else the
+    CPU cores this process may run on."""
     text = os.environ.get("MINIKD_NUM_THREADS", "").strip()
     if not text:
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -177,11 +177,15 @@ def num_threads():
     return int(text)
 
 
-def limit_blas_threads(limit=None):
-    """Cap the BLAS library's threads at ``limit`` (default ``num_threads()``) with threadpoolctl, so
-    BLAS and minikd's own workers never ask for more threads than there are cores. Process-wide:
-    the ``minikd`` command calls it, a library import never does."""
-    threadpoolctl.threadpool_limits(limits=limit or num_threads(), user_api="blas")
+def limit_blas_threads(limit=1):
+    """Run the BLAS library (matmuls) on ``limit`` threads, set through threadpoolctl.
+
+    minikd's own pool (``num_threads()``) does the parallel work; BLAS threads beside it would ask
+    for more threads than there are cores, and OpenBLAS's idle threads spin while they wait, which
+    a second busy process on the same cores turns into lost time. Process-wide: the ``minikd``
+    command calls it, a library import never does.
+    """
+    threadpoolctl.threadpool_limits(limits=limit, user_api="blas")
 
 
 def map_blocks(fn, blocks):

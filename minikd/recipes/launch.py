@@ -42,8 +42,7 @@ def run(teacher_dir, config, train_config, out, task_name=None, data=None, stude
     if layer_map and not hidden_weight:
         raise ValueError("--layer-map needs --hidden-weight > 0: without it no hidden state is matched")
     path, teacher, task = load_setting(teacher_dir, train_config.seed, task_name, data, train_tokens)
-    if data is not None and task.name != "text":
-        raise ValueError(f"--data is read only with task 'text', but this run's task is {task.name!r}")
+    check_flags_for_task(task, data, train_tokens)
     config = replace(config, teacher_bias=resolve_bias(config.teacher_bias, task.tokenizer))
     validate.check_choice("completions", completions, (None, *COMPLETIONS))
     student = new_student(student_preset, task, teacher, train_config.seed)
@@ -85,6 +84,14 @@ def run(teacher_dir, config, train_config, out, task_name=None, data=None, stude
     return student, history
 
 
+def check_flags_for_task(task, data, train_tokens):
+    """``--data`` means something for the text task only, ``--train-tokens`` for the grammar only."""
+    if data is not None and task.name != "text":
+        raise ValueError(f"--data is read only with task 'text', but this run's task is {task.name!r}")
+    if train_tokens is not None and task.name != "grammar":
+        raise ValueError(f"--train-tokens sizes the grammar corpus only, but this run's task is {task.name!r}")
+
+
 def check_train_tokens(train_tokens):
     """``--train-tokens``: None (the task's default) or a positive count that fits in memory."""
     if train_tokens is None:
@@ -114,6 +121,7 @@ def sweep(teacher_dir, lams, temperatures, base, train_config, out, student_pres
         if not values:
             raise ValueError(f"{flag} must list at least one value, got none")
     path, teacher, task = load_setting(teacher_dir, train_config.seed, train_tokens=train_tokens)
+    check_flags_for_task(task, None, train_tokens)
     base = replace(base, teacher_bias=resolve_bias(base.teacher_bias, task.tokenizer))
     check_bias(base.teacher_bias, teacher.config.vocab_size)
     grid = [replace(base, lam=lam, T=T) for lam in lams for T in temperatures]  # all checked before training

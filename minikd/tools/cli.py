@@ -66,15 +66,14 @@ def _run(args, prog):
         return args.run(args)
     except KeyboardInterrupt:
         out = getattr(args, "out", None)
-        kept = f"; {out} keeps its last checkpoint: continue with --resume" if out else ""
+        kept = f"; {out} keeps its last checkpoint and finished results: continue with --resume" if out else ""
         print(f"{prog}: interrupted{kept}", file=sys.stderr)
         return 130
     except MemoryError as err:
         print(f"{prog}: error: out of memory{f' ({err})' if str(err) else ''}; choose smaller sizes", file=sys.stderr)
         return 1
     except OSError as err:
-        where = f"{err.filename!r}: " if err.filename else ""
-        print(f"{prog}: error: {where}{err.strerror or err}", file=sys.stderr)
+        print(f"{prog}: error: {_describe(err, args)}", file=sys.stderr)
         return 1
     except (CheckpointError, RunFolderError, RuntimeError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
@@ -82,6 +81,17 @@ def _run(args, prog):
     except ValueError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
+
+
+def _describe(err, args):
+    """An OSError in one line naming its file; one raised while flushing names none, so name the output flag."""
+    if err.filename:
+        return f"{err.filename!r}: {err.strerror or err}"
+    for flag in ("json", "out"):
+        value = getattr(args, flag, None)
+        if isinstance(value, str):
+            return f"writing --{flag} {value!r}: {err.strerror or err}"
+    return str(err.strerror or err)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 import warnings
 
 from minikd.engine import backend
+from minikd.recipes import sizes
 from minikd.recipes.teacher import load_setting
 from minikd.tasks.data import TASKS
 
@@ -18,6 +19,9 @@ def generate(run_dir, prompt="", max_new_tokens=32, temperature=1.0, top_k=None,
     if data is not None and (task_name or "text") != "text":
         raise ValueError(f"--data is read only with --task text, got --task {task_name}")
     _, model, task = load_setting(run_dir, task_name="text" if data and task_name is None else task_name, data=data)
+    c = model.config
+    sizes.check_memory(f"--samples {samples} with --max-new-tokens {max_new_tokens}",  # tokens, and one step's logits
+                       sizes.FLOAT_BYTES * samples * (max_new_tokens + c.block_size * (c.vocab_size + 4 * c.n_embd)))
     xp = backend.xp()
     if prompt:
         ids = task.tokenizer.encode(prompt)
