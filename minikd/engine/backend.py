@@ -250,7 +250,8 @@ def _from_environment():
         use(requested)
     except (ValueError, RuntimeError) as err:
         _state["environment_error"] = f"MINIKD_BACKEND={requested!r} cannot be used: {err}"
-        warnings.warn(f"{_state['environment_error']}; using numpy", RuntimeWarning, stacklevel=2)
+        warnings.warn_explicit(f"{_state['environment_error']}; using numpy", RuntimeWarning,  # one line, no source
+                               filename="MINIKD_BACKEND", lineno=0, module=__name__)
 
 
 _from_environment()
