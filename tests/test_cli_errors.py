@@ -293,6 +293,8 @@ CRAFTED = [
     ("huge", config_with(vocab_size=10**13), "would need about"),
     ("optimizer", lambda a, m: a.update({"optimizer/m.0": np.zeros(3, np.float32)}), "optimizer state m.0"),
     ("steps", lambda a, m: m.update(step="two"), "'step' must be a int"),
+    ("train_config", lambda a, m: m.update(train_config=[1]), "'train_config' must be a dict"),
+    ("optimizer_bomb", lambda a, m: a.update({"optimizer/v.99": np.zeros(10**6, np.uint8)}), "optimizer/v.99 is"),
     ("symbols", lambda a, m: m.update(symbols=["a"]), "'symbols' must list the 10"),
     ("stranger", lambda a, m: a.update({"payload": np.zeros(2)}), "unexpected members ['payload.npy']"),
 ]

@@ -46,7 +46,7 @@ class Checkpoint:
         """The tokenizer's symbols the model was trained with (None for checkpoints that predate them)."""
         return self.meta.get("symbols")
 
-    def model(self, path=None):
+    def model(self):
         """The TransformerLM these weights belong to, in evaluation mode."""
         model = TransformerLM(self.config, seed=self.meta["model_seed"])
         model.load_state_dict(self.model_state)  # keys, shapes and dtypes were checked by ``load``
@@ -106,6 +106,10 @@ def _read_meta(path, archive, members):
                                   f"got {meta.get(key, '(missing)')!r}")
     if meta["step"] < 0:
         raise CheckpointError(f"checkpoint {path!r}: step must be >= 0, got {meta['step']}")
+    for key, kind in (("train_config", dict), ("task", str)):  # optional, written by ``train``
+        if key in meta and not isinstance(meta[key], kind):
+            raise CheckpointError(f"checkpoint {path!r}: metadata field {key!r} must be a {kind.__name__}, "
+                                  f"got {meta[key]!r}")
     return meta
 
 
@@ -126,8 +130,9 @@ def _config(path, meta):
     return config
 
 
-def _read_part(path, archive, members, prefix, expected):
-    """Members ``prefix/name`` checked against ``expected`` {name: array or None (any shape, float)}."""
+def _read_part(path, archive, members, prefix, expected, limit=None):
+    """Members ``prefix/name``: exactly the names, shapes and dtypes of ``expected`` ({name: array}), or
+    with ``expected=None`` any names, each at most ``limit`` bytes."""
     names = {m[len(prefix):-len(".npy")] for m in members if m.startswith(prefix)}
     if expected is not None:
         missing, unexpected = sorted(set(expected) - names), sorted(names - set(expected))
@@ -139,11 +144,11 @@ def _read_part(path, archive, members, prefix, expected):
     state = {}
     for name in sorted(names):
         want = None if expected is None else expected[name]
-        limit = (want.nbytes if want is not None else sizes.available_memory()) + NPY_HEADER_BYTES
+        most = (want.nbytes if want is not None else limit) + NPY_HEADER_BYTES
         size = members[f"{prefix}{name}.npy"].file_size
-        if size > limit:
+        if size > most:  # checked in the zip directory, before the member is unpacked
             raise CheckpointError(f"checkpoint {path!r}: member {prefix}{name} is {size} bytes unpacked, "
-                                  f"more than the {limit} it should take")
+                                  f"more than the {most} it should take")
         value = archive[f"{prefix}{name}"]
         if want is not None and (value.shape != tuple(want.shape) or value.dtype != want.dtype):
             raise CheckpointError(f"checkpoint {path!r}: {prefix}{name} has shape {value.shape} and dtype "
@@ -190,8 +195,9 @@ def load(path):
             expected = {k: backend.to_numpy(v) for k, v in model.state_dict().items()}
             model_state = _read_part(path, archive, members, "model/", expected)
             params = [backend.to_numpy(p.data) for p in model.parameters()]
-            optimizer_state = _read_part(path, archive, members, "optimizer/", None)
-            extra_state = _read_part(path, archive, members, "extra/", None)
+            model_bytes = sum(value.nbytes for value in expected.values())  # no other buffer is larger
+            optimizer_state = _read_part(path, archive, members, "optimizer/", None, model_bytes)
+            extra_state = _read_part(path, archive, members, "extra/", None, model_bytes)
     except CheckpointError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as err:

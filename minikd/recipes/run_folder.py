@@ -145,6 +145,7 @@ def claim(out, command, settings, resume=False, overwrite=False, inputs=None):
     removes the old run's files; ``inputs`` (``{flag: path}``) may not overlap ``out``. Every check
     reads only, and happens before the first write. Yields the folder's absolute path.
     """
+    out = os.fspath(out) if isinstance(out, os.PathLike) else out
     if not isinstance(out, str) or not out.strip():
         raise ValueError(f"--out must name a folder, got {out!r}")
     if resume and overwrite:

@@ -47,8 +47,8 @@ def model_parameters(config):
 
 
 def training_bytes(config, batch_size):
-    """A lower estimate of one training step's memory: weights, gradients and AdamW's two moments, and
-    the step's activations ((B, S, V) logits and their softmax and gradient, (B, S, C) streams per layer)."""
+    """A rough estimate of one training step's memory, 8 bytes a number: weights, gradients and AdamW's
+    two moments, and the activations ((B, S, V) logits, softmax and gradient; (B, S, C) streams per layer)."""
     B, S = batch_size, config.block_size
     activations = B * S * (3 * config.vocab_size + 16 * config.n_layer * config.n_embd)
     return FLOAT_BYTES * (4 * model_parameters(config) + activations)

@@ -44,7 +44,7 @@ def load_setting(teacher_dir, seed=None, task_name=None, data=None, train_tokens
     """
     path = os.path.join(teacher_dir, "checkpoint.npz") if os.path.isdir(teacher_dir) else teacher_dir
     ckpt = checkpoint.load(path)  # read once: the weights and the task it was trained on
-    teacher = ckpt.model(path)
+    teacher = ckpt.model()
     if seed is None:
         seed = ckpt.meta.get("train_config", {}).get("seed", 0)
     name = task_name or ckpt.meta.get("task", "grammar")

@@ -61,6 +61,7 @@ def _run(args, prog):
             backend.use(args.backend)
         elif backend.environment_error():
             raise RuntimeError(f"{backend.environment_error()}; fix MINIKD_BACKEND or pass --backend")
+        backend.num_threads()  # checks MINIKD_NUM_THREADS before any work
         backend.limit_blas_threads()
         args.malloc_tuned = False if args.default_malloc else backend.reuse_freed_memory()
         return args.run(args)
