@@ -41,17 +41,17 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "eval_every", "eval_windows"):
-            object.__setattr__(self, name, int(validate.check_positive_int(name, getattr(self, name))))
+            object.__setattr__(self, name, validate.check_positive_int(name, getattr(self, name)))  # NumPy ints too
         for name, value in (("warmup", self.warmup), ("seed", self.seed)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
             object.__setattr__(self, name, int(value))
-        for name, low in (("lr", None), ("weight_decay", 0.0), ("grad_clip", 0.0)):
+        for name, zero_allowed in (("lr", False), ("weight_decay", True), ("grad_clip", True)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
-                    or (value <= 0 if low is None else value < low):
-                bound = "> 0" if low is None else f">= {low}"
-                raise ValueError(f"{name} must be a finite number {bound}, got {name}={value!r}")
+                    or value < 0 or (value == 0 and not zero_allowed):
+                raise ValueError(f"{name} must be a finite number {'>= 0' if zero_allowed else '> 0'}, "
+                                 f"got {name}={value!r}")
             object.__setattr__(self, name, float(value))
         validate.check_choice("optimizer", self.optimizer, OPTIMIZERS)
 
@@ -161,7 +161,7 @@ def _resume(out, model, optimizer, extra, config):
     changed = run_folder.differences(asdict(ckpt.config), asdict(model.config))
     if changed:
         raise ValueError(f"cannot resume from {path!r}: it holds a different model ({'; '.join(changed)})")
-    changed = run_folder.differences(ckpt.meta.get("train_config", {}), asdict(config))
+    changed = run_folder.differences(ckpt.meta["train_config"], asdict(config)) if "train_config" in ckpt.meta else []
     if changed:
         raise ValueError(f"cannot resume from {path!r}: it was trained with other settings ({'; '.join(changed)})")
     model.load_state_dict(ckpt.model_state)
