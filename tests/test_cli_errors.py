@@ -343,6 +343,7 @@ def test_bad_values_are_refused_up_front(teacher_dir, text_file, tmp_path, capsy
         ([*distill, "--layer-map", "1:1"], "--layer-map needs --hidden-weight"),
         (["generate", teacher_dir, "--greedy", "--temperature", "2"], "contradict"),
         (["generate", teacher_dir, "--samples", "0"], "--samples must be a positive integer"),
+        (["bench", "kd-loss", "--N", "0"], "--N must be a positive integer, got 0"),
         (["generate", teacher_dir, "--data", text_file, "--samples", str(10**12)],
          "--samples 1000000000000 with --max-new-tokens 32 would"),
         ([*distill, "--train-tokens", "5000"], "--train-tokens sizes the grammar corpus only"),
@@ -361,7 +362,7 @@ def test_a_flag_without_effect_is_a_warning(teacher_dir, text_file, tmp_path, ca
 
 def test_filesystem_errors_are_one_line(tmp_path, capsys):
     bench = ["bench", "kd-loss", "--N", "8", "--V", "16", "--repeat", "1", "--json"]
-    one_line_error(capsys, 1, [*bench, str(tmp_path)], "Is a directory", str(tmp_path))
+    one_line_error(capsys, 2, [*bench, str(tmp_path)], f"--json {str(tmp_path)!r} is a folder")
     one_line_error(capsys, 1, [*bench, "/dev/full"], "writing --json '/dev/full': No space left on device")  # a full disk
 
 
@@ -401,10 +402,13 @@ def test_divergence_blames_the_learning_rate(text_file):
         train_recipe.train(model, task, config, progress=False)
 
 
-def test_an_overflow_names_the_temperature():
+def test_an_overflow_names_the_temperature_or_lambda():
     z = np.array([[0.0, 1e30]], np.float32)
-    with pytest.raises(ValueError, match="T=1e-30 and a distillation weight"):
+    with pytest.raises(ValueError, match="divided by T=1e-30 they reach 1e.60, beyond float32; choose a larger T"):
         F.distillation_loss(Tensor(z), z[:, ::-1].copy(), np.array([0]), lam=1.0, T=1e-30)
+    z = np.array([[0.0, 30.0]], np.float32)
+    with pytest.raises(ValueError, match="the distillation weight λ·T² reaches 1e.38; choose a smaller λ"):
+        F.distillation_loss(Tensor(z), z[:, ::-1].copy(), np.array([0]), lam=1e38, T=1.0, form="additive")
 
 
 def test_numpy_scalars_are_accepted_where_python_numbers_are(tmp_path):
