@@ -187,6 +187,19 @@ def test_resuming_a_finished_training_only_loads_it(text_file, tmp_path):
                                   checkpoint.load(str(tmp_path / "run" / "checkpoint.npz")).model_state["wte.weight"])
 
 
+def test_resume_refuses_a_changed_input_file(tmp_path):
+    teacher = tmp_path / "teacher.npz"
+    teacher.write_bytes(b"one teacher")
+    out = str(tmp_path / "run")
+    settings = {"teacher": run_folder.file_identity(teacher)}
+    with pytest.raises(KeyboardInterrupt), run_folder.claim(out, "distill", settings):
+        raise KeyboardInterrupt
+    teacher.write_bytes(b"another teacher")  # retrained in place
+    with pytest.raises(run_folder.RunFolderError, match=r"teacher\.sha256: was '[0-9a-f]{64}', now '[0-9a-f]{64}'"):
+        with run_folder.claim(out, "distill", {"teacher": run_folder.file_identity(teacher)}, resume=True):
+            pass
+
+
 # ---- fault injection: kill -9 at a random point, resume, compare with an uninterrupted run ---------
 KILLED = """
 import sys
@@ -339,7 +352,8 @@ def test_bad_values_are_refused_up_front(teacher_dir, text_file, tmp_path, capsy
         (["sweep", "--teacher", teacher_dir, "--lam", "", "--out", str(out)], "--lam must list at least one number"),
         ([*train, "--batch-size", "0"], "batch_size must be a positive integer"),
         ([*train, "--batch-size", str(10**12)], "would need about"),
-        (["train", "--task", "grammar", "--data", text_file, "--out", str(out)], "--data is read only with --task text"),
+        (["train", "--task", "grammar", "--data", text_file, "--out", str(out)],
+         "--data is read only with --task text"),
         ([*distill, "--layer-map", "1:1"], "--layer-map needs --hidden-weight"),
         (["generate", teacher_dir, "--greedy", "--temperature", "2"], "contradict"),
         (["generate", teacher_dir, "--samples", "0"], "--samples must be a positive integer"),
@@ -357,13 +371,14 @@ def test_a_flag_without_effect_is_a_warning(teacher_dir, text_file, tmp_path, ca
     assert main(["distill", "--teacher", teacher_dir, "--data", text_file, "--student-preset", "tiny", "--steps",
                  "2", "--eval-every", "2", "--batch-size", "2", "--lam-end", "0.3", "--out", str(tmp_path / "s"),
                  "--quiet"]) == 0
-    assert capsys.readouterr().err.strip() == "minikd distill: warning: --lam-end 0.3 has no effect with --schedule constant"
+    warning = "minikd distill: warning: --lam-end 0.3 has no effect with --schedule constant"
+    assert capsys.readouterr().err.strip() == warning
 
 
 def test_filesystem_errors_are_one_line(tmp_path, capsys):
     bench = ["bench", "kd-loss", "--N", "8", "--V", "16", "--repeat", "1", "--json"]
     one_line_error(capsys, 2, [*bench, str(tmp_path)], f"--json {str(tmp_path)!r} is a folder")
-    one_line_error(capsys, 1, [*bench, "/dev/full"], "writing --json '/dev/full': No space left on device")  # a full disk
+    one_line_error(capsys, 1, [*bench, "/dev/full"], "writing --json '/dev/full': No space left on device")  # disk full
 
 
 ENV_CASES = [

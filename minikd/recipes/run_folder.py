@@ -161,6 +161,7 @@ def claim(out, command, settings, resume=False, overwrite=False, inputs=None):
         if lock is None:
             os.makedirs(folder, exist_ok=True)
             lock = _lock(folder, out)
+            _check_state(folder, out, command, settings, resume, overwrite)  # again, now that no one else can write
         if overwrite:
             _clear(folder)
         record = {"command": command, "settings": settings, "finished": False}

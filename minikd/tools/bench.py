@@ -338,7 +338,8 @@ def add_commands(commands):
 
 
 def _command(args):
-    counts = ("N", "V", "repeat") if args.benchmark == "kd-loss" else ("batch_size", "block_size", "vocab_size", "repeat")
+    counts = ("N", "V", "repeat") if args.benchmark == "kd-loss" else (
+        "batch_size", "block_size", "vocab_size", "repeat")
     for name in counts:  # checked before the benchmark runs
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")

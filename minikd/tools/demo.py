@@ -69,7 +69,8 @@ def _train_all(out, sizes, seed, kd, resume, progress, out_fn):
         loss_fn = Distiller(teacher, kd, steps, seed=seed) if name == "kd" else None
         folder = os.path.join(out, f"student_{name}")
         histories[name] = train(student, student_task, config(steps), out=folder, progress=progress, teacher=teacher,
-                                resume=resume and checkpoint_exists(folder), **({"loss_fn": loss_fn} if loss_fn else {}))
+                                resume=resume and checkpoint_exists(folder),
+                                **({"loss_fn": loss_fn} if loss_fn else {}))
         students[name] = student
         timings[f"student_{name}_s"] = time.perf_counter() - start
 
