@@ -253,6 +253,34 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(kind, teacher_dir, gramm
     assert json.load(open(killed / "run.json"))["finished"]
 
 
+def test_weak_to_strong_resumes_the_runs_it_had_not_finished(tmp_path, monkeypatch):
+    from minikd.recipes import weak_to_strong as w2s
+    from minikd.tasks.data import AdditionTask
+
+    config = w2s.WeakToStrongConfig(weak_preset="tiny", strong_preset="tiny", weak_steps=6, steps=6, n_verified=20,
+                                    verified_batch=2)
+
+    def run(out, **kwargs):
+        task = AdditionTask(digits=1, train_examples=60, val_examples=20, seed=0)
+        return w2s.run(config, str(out), batch_size=8, task=task, progress=False, out_fn=lambda *a: None, **kwargs)
+
+    student = w2s.Experiment.student
+
+    def interrupted(self, name="student", **kwargs):
+        if name == "student_confidence":  # the last of the four runs
+            raise KeyboardInterrupt
+        return student(self, name, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(w2s.Experiment, "student", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run(tmp_path / "killed")
+    resumed, whole = run(tmp_path / "killed", resume=True), run(tmp_path / "whole")
+    for key in ("accuracy", "weak_label_accuracy", "pgr"):
+        assert resumed[key] == whole[key]
+    assert all(records(tmp_path / "killed" / name) == records(tmp_path / "whole" / name) for name in whole["final"])
+
+
 def test_sigint_is_one_line_keeps_the_checkpoint_and_exits_130(text_file, tmp_path):
     out = tmp_path / "run"
     child = subprocess.Popen([sys.executable, "-m", "minikd", "train", "--task", "text", "--data", text_file,
