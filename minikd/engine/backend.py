@@ -181,9 +181,9 @@ def limit_blas_threads(limit=1):
     """Run the BLAS library (matmuls) on ``limit`` threads, set through threadpoolctl.
 
     minikd's own pool (``num_threads()``) does the parallel work; BLAS threads beside it would ask
-    for more threads than there are cores, and OpenBLAS's idle threads spin while they wait, which
-    a second busy process on the same cores turns into lost time. Process-wide: the ``minikd``
-    command calls it, a library import never does.
+    for more threads than there are cores, and OpenBLAS's idle threads spin for a while before they
+    sleep, time a second busy process on the same cores needs. Process-wide: the ``minikd`` command
+    calls it, a library import never does.
     """
     threadpoolctl.threadpool_limits(limits=limit, user_api="blas")
 
