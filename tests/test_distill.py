@@ -128,22 +128,23 @@ def test_cli_distill_and_its_errors(tmp_path, capsys, task, teacher):
     assert saved["teacher_bias"] == [task.tokenizer.ids["the"], task.tokenizer.ids["cats"], 4.0]
     assert saved["layer_map"] == [[1, 1]] and saved["hidden_weight"] == 0.5
 
-    failures = [
-        (["--teacher", str(tmp_path / "missing")], "does not exist"),
-        (["--teacher", str(teacher_dir), "--T", "0"], "T must be"),
-        (["--teacher", str(teacher_dir), "--lam", "-0.5"], "lam must be in"),
-        (["--teacher", str(teacher_dir), "--task", "addition"], "vocabularies differ"),
-        (["--teacher", str(teacher_dir), "--teacher-bias", "the,cats"], "--teacher-bias must be CONTEXT,WRONG,BONUS"),
-        (["--teacher", str(teacher_dir), "--teacher-bias", "the,kats,3"], "'kats' is not in the task's vocabulary"),
-        (["--teacher", str(teacher_dir), "--layer-map", "1:2"], "points past the last layer"),
-        (["--teacher", str(teacher_dir), "--layer-map", "1"], "STUDENT:TEACHER"),
-        (["--teacher", str(teacher_dir), "--completions", "greedy"], "needs a task of prompts and completions"),
+    failures = [  # a bad value exits 2; a file that cannot be used (a runtime failure) exits 1
+        (["--teacher", str(tmp_path / "missing")], "does not exist", 1),
+        (["--teacher", str(teacher_dir), "--T", "0"], "T must be", 2),
+        (["--teacher", str(teacher_dir), "--lam", "-0.5"], "lam must be in", 2),
+        (["--teacher", str(teacher_dir), "--task", "addition"], "vocabularies differ", 2),
+        (["--teacher", str(teacher_dir), "--teacher-bias", "the,cats"], "--teacher-bias must be CONTEXT,WRONG,BONUS", 2),
+        (["--teacher", str(teacher_dir), "--teacher-bias", "the,kats,3"], "'kats' is not in the task's vocabulary", 2),
+        (["--teacher", str(teacher_dir), "--layer-map", "1:2", "--hidden-weight", "1"], "points past the last layer", 2),
+        (["--teacher", str(teacher_dir), "--layer-map", "1:1"], "--layer-map needs --hidden-weight", 2),
+        (["--teacher", str(teacher_dir), "--layer-map", "1"], "STUDENT:TEACHER", 2),
+        (["--teacher", str(teacher_dir), "--completions", "greedy"], "needs a task of prompts and completions", 2),
     ]
     (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 not really a zip")
-    failures.append((["--teacher", str(tmp_path / "corrupt.npz")], "cannot be read"))
-    for args, message in failures:
+    failures.append((["--teacher", str(tmp_path / "corrupt.npz")], "cannot be read", 1))
+    for args, message, code in failures:
         fresh = tmp_path / "never"
-        assert main(["distill", *args, "--steps", "2", "--out", str(fresh), "--quiet"]) == 2, args
+        assert main(["distill", *args, "--steps", "2", "--out", str(fresh), "--quiet"]) == code, args
         assert message in capsys.readouterr().err, args
         assert not fresh.exists(), args  # nothing written half-way
 

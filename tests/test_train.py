@@ -128,7 +128,7 @@ def test_cli_train(tmp_path, capsys):
 
 def test_cli_train_reports_a_bad_data_file(tmp_path, capsys):
     assert main(["train", "--task", "text", "--data", str(tmp_path / "missing.txt"), "--out", str(tmp_path)]) == 2
-    assert "minikd: error: data file" in capsys.readouterr().err
+    assert "minikd train: error: data file" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []  # nothing written
 
 

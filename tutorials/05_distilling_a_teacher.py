@@ -39,9 +39,9 @@ out = tutorial.runs_dir("05")
 # %%
 lams = [0.0, 0.25, 0.5, 0.75, 1.0]
 by_lam = sweep(teacher_dir, lams, [2.0], DistillConfig(), config, os.path.join(out, "lam"),
-               train_tokens=student_tokens, progress=False)
+               train_tokens=student_tokens, overwrite=True, progress=False)  # each run of the tutorial replaces its own
 by_T = sweep(teacher_dir, [0.5], [1.0, 4.0], DistillConfig(), config, os.path.join(out, "T"),
-             train_tokens=student_tokens, progress=False)
+             train_tokens=student_tokens, overwrite=True, progress=False)
 by_T = sorted([*by_T, by_lam[lams.index(0.5)]], key=lambda row: row["T"])  # λ = 0.5, T = 2 is already trained
 
 # %% [markdown]

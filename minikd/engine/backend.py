@@ -8,9 +8,11 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy
+import threadpoolctl
 
 _CUDA_HINT = (
     'install CuPy with the extra that matches your CUDA toolkit: pip install -e ".[cuda12]" '
@@ -19,7 +21,7 @@ _CUDA_HINT = (
 NAMES = ("numpy", "cupy")  # the backends ``use`` accepts
 _FLOAT_DTYPES = {"float32": numpy.float32, "float64": numpy.float64}
 
-_state = {"name": "numpy", "xp": numpy, "dtype": numpy.float32, "pool": None}
+_state = {"name": "numpy", "xp": numpy, "dtype": numpy.float32, "pool": None, "environment_error": None}
 
 
 def _load_cupy():
@@ -45,7 +47,7 @@ def use(name):
         module = _load_cupy()
     else:
         raise ValueError(f"backend must be one of {', '.join(map(repr, NAMES))}; got {name!r}")
-    _state.update(name=name, xp=module)
+    _state.update(name=name, xp=module, environment_error=None)
     return module
 
 
@@ -164,8 +166,30 @@ def host_rng(seed, *keys):
     return numpy.random.default_rng(_seed_sequence(seed, keys))
 
 
+def num_threads():
+    """minikd's worker threads (``map_blocks``): ``$MINIKD_NUM_THREADS`` (a positive integer), else the
+    CPU cores this process may run on."""
+    text = os.environ.get("MINIKD_NUM_THREADS", "").strip()
+    if not text:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"MINIKD_NUM_THREADS must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def limit_blas_threads(limit=1):
+    """Run the BLAS library (matmuls) on ``limit`` threads, set through threadpoolctl.
+
+    minikd's own pool (``num_threads()``) does the parallel work; BLAS threads beside it would ask
+    for more threads than there are cores, and OpenBLAS's idle threads spin for a while before they
+    sleep, time a second busy process on the same cores needs. Process-wide: the ``minikd`` command
+    calls it, a library import never does.
+    """
+    threadpoolctl.threadpool_limits(limits=limit, user_api="blas")
+
+
 def map_blocks(fn, blocks):
-    """``[fn(b) for b in blocks]``, with the blocks run on one thread per CPU core under NumPy.
+    """``[fn(b) for b in blocks]``, with the blocks run on ``num_threads()`` worker threads under NumPy.
 
     NumPy releases the GIL inside its array operations, so independent row blocks of one big
     array op run in parallel on threads. Under CuPy the GPU is already parallel: the blocks run
@@ -175,8 +199,7 @@ def map_blocks(fn, blocks):
     if _state["name"] != "numpy" or len(blocks) < 2:
         return [fn(b) for b in blocks]
     if _state["pool"] is None:
-        workers = int(os.environ.get("MINIKD_NUM_THREADS", os.cpu_count() or 1))
-        _state["pool"] = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="minikd")
+        _state["pool"] = ThreadPoolExecutor(max_workers=num_threads(), thread_name_prefix="minikd")
     return list(_state["pool"].map(fn, blocks))
 
 
@@ -214,9 +237,21 @@ def synchronize():
         _state["xp"].cuda.get_current_stream().synchronize()
 
 
+def environment_error():
+    """Why ``$MINIKD_BACKEND`` could not be used at import (None when it could, or once ``use`` was called)."""
+    return _state["environment_error"]
+
+
 def _from_environment():
+    """Use ``$MINIKD_BACKEND``; a bad or unavailable one leaves NumPy active with a warning, so that
+    ``import minikd`` and ``minikd --help`` still work (the ``minikd`` command refuses to run on it)."""
     requested = os.environ.get("MINIKD_BACKEND", "numpy").strip().lower() or "numpy"
-    use(requested)
+    try:
+        use(requested)
+    except (ValueError, RuntimeError) as err:
+        _state["environment_error"] = f"MINIKD_BACKEND={requested!r} cannot be used: {err}"
+        warnings.warn_explicit(f"{_state['environment_error']}; using numpy", RuntimeWarning,  # one line, no source
+                               filename="MINIKD_BACKEND", lineno=0, module=__name__)
 
 
 _from_environment()

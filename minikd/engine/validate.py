@@ -5,13 +5,14 @@ transfer each; they run once per loss call, never per element.
 """
 
 import math
+import numbers
 
 from minikd.engine import backend
 
 
 def check_temperature(T):
-    """T must be a finite number > 0."""
-    if isinstance(T, bool) or not isinstance(T, (int, float)):
+    """T must be a finite number > 0 (a Python or NumPy scalar); returned as a Python float."""
+    if isinstance(T, bool) or not isinstance(T, numbers.Real):
         raise TypeError(f"T must be a number, got {type(T).__name__} {T!r}")
     if not math.isfinite(T) or T <= 0:
         raise ValueError(f"T must be a finite number > 0, got T={T!r}")
@@ -20,7 +21,7 @@ def check_temperature(T):
 
 def check_lam(lam, form):
     """lam in [0, 1] for the interpolated form, lam >= 0 for the additive form."""
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam):
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not math.isfinite(lam):
         raise ValueError(f"lam must be a finite number, got lam={lam!r}")
     if form == "interpolate" and not 0.0 <= lam <= 1.0:
         raise ValueError(f"lam must be in [0, 1] for form='interpolate', got lam={lam!r}")
@@ -31,16 +32,16 @@ def check_lam(lam, form):
 
 def check_beta(beta):
     """beta strictly inside (0, 1): at 0 or 1 the Jensen-Shannon mixture degenerates."""
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 < beta < 1.0:
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0.0 < beta < 1.0:
         raise ValueError(f"beta must be a number in (0, 1), got beta={beta!r}")
     return float(beta)
 
 
 def check_positive_int(name, value):
-    """``value`` must be an integer >= 1 (a bool is not an integer here)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """``value`` must be an integer >= 1 (a Python or NumPy integer; a bool is not one here); returned as an int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
+    return int(value)
 
 
 def check_choice(name, value, choices):

@@ -172,8 +172,13 @@ def _weighted_loss(student_logits, teacher, targets, ce_weights, div_weights, T,
         validate.check_finite("student_logits", data_of(student_logits))
         if teacher is not None:
             validate.check_finite("teacher_logits", teacher)
-        raise ValueError(f"the loss overflowed to {loss.item()} although the logits are finite; "
-                         f"the logits' range is too wide for {loss.dtype}")
+        xp = backend.xp()
+        scaled = float(xp.abs(data_of(student_logits)).max()) / T  # a Python float: may exceed the dtype
+        if scaled > float(xp.finfo(loss.dtype).max) or div_weights is None:
+            raise ValueError(f"the loss overflowed to {loss.item()} although the logits are finite: divided by "
+                             f"T={T} they reach {scaled:.3g}, beyond {loss.dtype}; choose a larger T")
+        raise ValueError(f"the loss overflowed to {loss.item()} although the logits are finite: the distillation "
+                         f"weight λ·T² reaches {float(div_weights.max()):.3g}; choose a smaller λ")
     return loss
 
 

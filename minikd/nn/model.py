@@ -7,6 +7,7 @@ Shape legend: B batch, S sequence (≤ block_size), C = n_embd channels, V vocab
 
 import json
 import math
+import numbers
 from dataclasses import asdict, dataclass
 
 from minikd.engine import backend, validate
@@ -28,13 +29,16 @@ class ModelConfig:
     dtype: str = "float32"
 
     def __post_init__(self):
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            validate.check_positive_int(name, getattr(self, name))
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):  # NumPy integers become ints
+            object.__setattr__(self, name, validate.check_positive_int(name, getattr(self, name)))
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd must be divisible by n_head, got n_embd={self.n_embd}, n_head={self.n_head}")
-        if not 0.0 <= self.dropout < 1.0:
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real) or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        object.__setattr__(self, "dropout", float(self.dropout))
         validate.check_choice("dtype", self.dtype, ("float32", "float64"))
+        if not isinstance(self.tie_weights, bool):
+            raise TypeError(f"tie_weights must be a boolean (True or False), got {self.tie_weights!r}")
 
     def to_json(self):
         return json.dumps(asdict(self), sort_keys=True)
@@ -117,17 +121,17 @@ class TransformerLM(Module):
         """
         xp = backend.xp()
         idx = self.check_idx(idx)
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0:
-            raise ValueError(f"temperature must be a number >= 0 (0 is greedy), got {temperature!r}")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not temperature >= 0:
+            raise ValueError(f"temperature must be a number >= 0 (0 is greedy, inf uniform), got {temperature!r}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1):
             raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
         was_training = self.training
         self.eval()
         try:
             with no_grad():
-                for step in range(max_new_tokens):
+                for step in range(int(max_new_tokens)):
                     logits = self(idx[:, -self.config.block_size:]).data[:, -1, :]  # (B, V)
                     nxt = _pick_next(logits, temperature, top_k, backend.rng(seed, *keys, step))  # (B,)
                     idx = xp.concatenate([idx, nxt[:, None].astype(idx.dtype)], axis=1)
@@ -137,14 +141,19 @@ class TransformerLM(Module):
 
 
 def _pick_next(logits, temperature, top_k, rng):
-    """One token per row from (B, V) logits: argmax when temperature is 0, else a sample drawn with ``rng``."""
+    """One token per row from (B, V) logits: argmax when temperature is 0, else a sample drawn with ``rng``;
+    temperature ∞ is the limit of softmax(z/T): uniform over the tokens kept (all, or the top k)."""
     xp = backend.xp()
     if temperature == 0:
         return logits.argmax(axis=-1)
     if top_k is not None and top_k < logits.shape[-1]:
-        kth = xp.sort(logits, axis=-1)[:, -top_k][:, None]  # (B, 1): the k-th largest logit
+        kth = xp.sort(logits, axis=-1)[:, -int(top_k)][:, None]  # (B, 1): the k-th largest logit
         logits = xp.where(logits < kth, -xp.inf, logits)
-    probs, _ = softmax_parts(logits, temperature)  # (B, V); masked logits get probability 0
+    if math.isinf(temperature):
+        kept = (logits > -xp.inf).astype(logits.dtype)  # (B, V)
+        probs = kept / kept.sum(axis=-1, keepdims=True)
+    else:
+        probs, _ = softmax_parts(logits, float(temperature))  # (B, V); masked logits get probability 0
     cdf = xp.cumsum(probs, axis=-1)  # (B, V)
     u = rng.random((logits.shape[0], 1))  # (B, 1)
     return xp.minimum((u >= cdf).sum(axis=-1), logits.shape[-1] - 1)  # inverse-CDF sample

@@ -44,14 +44,31 @@ def load_setting(teacher_dir, seed=None, task_name=None, data=None, train_tokens
     """
     path = os.path.join(teacher_dir, "checkpoint.npz") if os.path.isdir(teacher_dir) else teacher_dir
     ckpt = checkpoint.load(path)  # read once: the weights and the task it was trained on
-    teacher = ckpt.model(path)
+    teacher = ckpt.model()
     if seed is None:
         seed = ckpt.meta.get("train_config", {}).get("seed", 0)
     name = task_name or ckpt.meta.get("task", "grammar")
     sizes = {"block_size": teacher.config.block_size} if name in ("grammar", "text") else {}
     if train_tokens and name == "grammar":
         sizes["train_tokens"] = train_tokens
-    return path, teacher, tasks.load_task(name, seed=seed, data=data, **sizes)
+    task = tasks.load_task(name, seed=seed, data=data, **sizes)
+    check_symbols(path, ckpt.symbols, task)
+    return path, teacher, task
+
+
+def check_symbols(path, symbols, task):
+    """The checkpoint's vocabulary must be the task's, symbol for symbol (checkpoints that predate the
+    stored symbols are checked by their size alone, in ``check_pair``)."""
+    if symbols is None or list(symbols) == list(task.tokenizer.symbols):
+        return
+    theirs = task.tokenizer.symbols
+    if len(symbols) != len(theirs):
+        raise ValueError(f"the model in {path!r} was trained on {len(symbols)} symbols, task {task.name!r} has "
+                         f"{len(theirs)}: teacher and student vocabularies differ")
+    first = next(i for i, (a, b) in enumerate(zip(symbols, theirs)) if a != b)
+    raise ValueError(f"the model in {path!r} was trained on other symbols than task {task.name!r} has "
+                     f"(symbol {first} is {symbols[first]!r} there, {theirs[first]!r} here): a model only "
+                     f"reads the vocabulary it was trained on")
 
 
 def new_student(student_preset, task, teacher, seed):

@@ -7,6 +7,7 @@ batch of step t depends only on (seed, t), so a resumed run repeats an uninterru
 
 import json
 import math
+import numbers
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -14,7 +15,7 @@ from dataclasses import asdict, dataclass
 from tqdm.auto import tqdm
 
 from minikd.engine import backend, validate
-from minikd.recipes import checkpoint
+from minikd.recipes import checkpoint, run_folder, sizes
 from minikd.nn import optim, schedules
 from minikd.losses import functional as F
 from minikd.engine.autograd import no_grad
@@ -40,7 +41,18 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "eval_every", "eval_windows"):
-            validate.check_positive_int(name, getattr(self, name))
+            object.__setattr__(self, name, validate.check_positive_int(name, getattr(self, name)))  # NumPy ints too
+        for name, value in (("warmup", self.warmup), ("seed", self.seed)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        for name, zero_allowed in (("lr", False), ("weight_decay", True), ("grad_clip", True)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+                    or value < 0 or (value == 0 and not zero_allowed):
+                raise ValueError(f"{name} must be a finite number {'>= 0' if zero_allowed else '> 0'}, "
+                                 f"got {name}={value!r}")
+            object.__setattr__(self, name, float(value))
         validate.check_choice("optimizer", self.optimizer, OPTIMIZERS)
 
     def lr_schedule(self):
@@ -115,23 +127,67 @@ def unigram_loss(task, n_windows=2048):
     return float(-log_q[y_val[y_val != IGNORE_INDEX]].mean())
 
 
-def _resume(out, model, optimizer, extra):
-    """Load ``out/checkpoint.npz`` into model, optimizer (and extra); drop metric lines after its step.
-    Returns the step."""
-    ckpt = checkpoint.load(os.path.join(out, "checkpoint.npz"))
-    if ckpt.config != model.config:
-        raise ValueError(f"cannot resume: the checkpoint in {out!r} holds a different model ({ckpt.config})")
+def read_metrics(out, last_step=None):
+    """The evaluation records in ``out/metrics.jsonl`` (up to ``last_step``); a line cut short by a
+    killed run is skipped."""
+    path = os.path.join(out, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if last_step is None or record["step"] <= last_step:
+                records.append(record)
+    return records
+
+
+def _write_metrics(out, records):
+    path = os.path.join(out, "metrics.jsonl")
+    with open(f"{path}.tmp", "w") as f:
+        f.writelines(json.dumps(record) + "\n" for record in records)
+    os.replace(f"{path}.tmp", path)
+
+
+def _resume(out, model, optimizer, extra, config):
+    """Load ``out/checkpoint.npz`` into model, optimizer (and extra) after checking that it belongs to
+    this model and these settings (each differing field named); cut ``metrics.jsonl`` back to its
+    step. Returns (step, the records up to it)."""
+    path = os.path.join(out, "checkpoint.npz")
+    ckpt = checkpoint.load(path)
+    changed = run_folder.differences(asdict(ckpt.config), asdict(model.config))
+    if changed:
+        raise ValueError(f"cannot resume from {path!r}: it holds a different model ({'; '.join(changed)})")
+    changed = run_folder.differences(ckpt.meta["train_config"], asdict(config)) if "train_config" in ckpt.meta else []
+    if changed:
+        raise ValueError(f"cannot resume from {path!r}: it was trained with other settings ({'; '.join(changed)})")
     model.load_state_dict(ckpt.model_state)
     if extra is not None:
         extra.load_state_dict(ckpt.extra_state)
-    optimizer.load_state_dict(ckpt.optimizer_state)
-    path = os.path.join(out, "metrics.jsonl")
-    if os.path.exists(path):
-        with open(path) as f:
-            kept = [line for line in f if json.loads(line)["step"] <= ckpt.step]
-        with open(path, "w") as f:
-            f.writelines(kept)
-    return ckpt.step
+    try:
+        optimizer.load_state_dict(ckpt.optimizer_state)
+    except KeyError as err:
+        raise checkpoint.CheckpointError(f"checkpoint {path!r}: the optimizer state lacks {err}") from None
+    records = read_metrics(out, ckpt.step)
+    _write_metrics(out, records)
+    return ckpt.step, records
+
+
+def check_training_memory(model_config, batch_size):
+    """A ValueError naming ``batch_size`` when one training step would not fit in memory."""
+    sizes.check_memory(f"batch_size={batch_size} for this model", sizes.training_bytes(model_config, batch_size))
+
+
+def _diverged(model, params, x):
+    """Whether the weights, or the logits they give on ``x``, are no longer finite (the updates blew up)."""
+    xp = backend.xp()
+    if not all(bool(xp.isfinite(p.data).all()) for p in params):
+        return True
+    with no_grad():
+        return not bool(xp.isfinite(model(x).data).all())
 
 
 def train(model, task, config, out=None, loss_fn=cross_entropy_loss, resume=False, progress=True, log=None,
@@ -144,19 +200,24 @@ def train(model, task, config, out=None, loss_fn=cross_entropy_loss, resume=Fals
     ``log(step, record)`` is called after each evaluation. With ``teacher``, evaluations also
     measure the student against it; ``describe(step)`` adds entries (e.g. λ and T) to each record.
     ``extra`` (a Module, e.g. the projections of hidden-state distillation) is trained beside the
-    model and saved in the checkpoint with it.
+    model and saved in the checkpoint with it. A resumed run returns its whole history (the records
+    read back from ``metrics.jsonl``, then the new ones); resuming a finished run only loads it.
     """
+    check_training_memory(model.config, config.batch_size)
     optimizer = config.make_optimizer(model, *([extra] if extra is not None else []))
     lr_at = config.lr_schedule()
-    step, resumed_at = 0, None
+    step, resumed_at, history = 0, None, []
+    if out is not None:
+        checkpoint.remove_temporary(os.path.join(out, "checkpoint.npz"))  # left by a killed run
     if resume:
         if out is None or not os.path.exists(os.path.join(out, "checkpoint.npz")):
             raise ValueError(f"resume=True needs a checkpoint in out={out!r}")
-        step = resumed_at = _resume(out, model, optimizer, extra)  # its evaluation is already in metrics.jsonl
+        step, history = _resume(out, model, optimizer, extra, config)  # its evaluation is already recorded
+        resumed_at = step
     elif out is not None:
         os.makedirs(out, exist_ok=True)
         open(os.path.join(out, "metrics.jsonl"), "w").close()
-    history, model_was_training = [], model.training
+    model_was_training = model.training
     model.train()
     xp = backend.xp()
     running, running_steps, start_time = xp.zeros(()), 0, time.perf_counter()
@@ -176,7 +237,8 @@ def train(model, task, config, out=None, loss_fn=cross_entropy_loss, resume=Fals
                         f.write(json.dumps(record) + "\n")
                     if step > 0:
                         checkpoint.save(os.path.join(out, "checkpoint.npz"), model, optimizer, step, extra=extra,
-                                        train_config=asdict(config), task=task.name)
+                                        train_config=asdict(config), task=task.name,
+                                        symbols=list(task.tokenizer.symbols))
                 bar.set_postfix(val_loss=f"{record['val_loss']:.4f}")
                 if log is not None:
                     log(step, record)
@@ -184,7 +246,14 @@ def train(model, task, config, out=None, loss_fn=cross_entropy_loss, resume=Fals
                 break
             x, y = task.batch("train", config.batch_size, config.seed, step)
             optimizer.zero_grad()
-            loss = loss_fn(model, x, y, step)
+            try:
+                loss = loss_fn(model, x, y, step)
+            except ValueError as err:  # after updates, non-finite weights or logits: the learning rate
+                if step != (resumed_at or 0) and _diverged(model, optimizer.params, x):
+                    raise ValueError(f"training diverged: by step {step} the model's weights or logits are no "
+                                     f"longer finite ({err}); lr={config.lr} is too large for this run, choose "
+                                     f"a smaller --lr") from None
+                raise
             loss.backward()
             if config.grad_clip:
                 optim.clip_grad_norm(optimizer.params, config.grad_clip)
@@ -200,32 +269,49 @@ def train(model, task, config, out=None, loss_fn=cross_entropy_loss, resume=Fals
     return history
 
 
-def run(task_name, preset_name, config, out, data=None, dropout=0.0, resume=False, progress=True, out_fn=print):
-    """``minikd train``: build the task and a preset model, train it, print the final numbers.
+def run(task_name, preset_name, config, out, data=None, dropout=0.0, resume=False, overwrite=False, progress=True,
+        out_fn=print):
+    """``minikd train``: build the task and a preset model, train it in the run folder ``out``, print
+    the final numbers.
 
-    Returns (model, history, summary); the summary (also in ``out/summary.json``) sets the final
-    validation loss beside the unigram baseline and, on the grammar, the entropy floor.
+    ``out`` belongs to this run (``run_folder.claim``): ``resume`` continues it, ``overwrite``
+    replaces a previous one. Returns (model, history, summary); the summary (also in
+    ``out/summary.json``) sets the final validation loss beside the unigram baseline and, on the
+    grammar, the entropy floor.
     """
+    if data is not None and task_name != "text":
+        raise ValueError(f"--data is read only with --task text, got --task {task_name}")
+    preset(preset_name, 1, 1, dropout=dropout)  # checks the preset and the dropout before any work
     task = load_task(task_name, seed=config.seed, data=data)
-    model = TransformerLM(preset(preset_name, task.tokenizer.vocab_size, task.block_size, dropout=dropout),
-                          seed=config.seed)
-    out_fn(f"task {task.name}: vocabulary {task.tokenizer.vocab_size}, block {task.block_size}; "
-           f"model '{preset_name}': {model.num_params():,} parameters; backend {backend.name()}")
-    history = train(model, task, config, out=out, resume=resume, progress=progress)
-    final = history[-1]
-    summary = {"task": task.name, "preset": preset_name, "params": model.num_params(), "steps": config.steps,
-               "unigram_loss": unigram_loss(task), **{k: v for k, v in final.items() if k != "step"}}
-    out_fn(f"validation loss {final['val_loss']:.4f} nats/token (perplexity {final['val_ppl']:.2f}); "
-           f"unigram baseline {summary['unigram_loss']:.4f}")
-    if "entropy_floor" in final:
-        out_fn(f"entropy floor {final['entropy_floor']:.4f}: the model is {final['kl_to_true']:.4f} nats/token "
-               f"(KL to the true distribution) above it")
-    if "accuracy" in final:
-        out_fn(f"exact-match accuracy {final['accuracy']:.1%} on {config.eval_windows} validation problems")
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    check_training_memory(preset(preset_name, task.tokenizer.vocab_size, task.block_size), config.batch_size)
+    settings = {"task": task_name, "data": None if data is None else run_folder.file_identity(data),
+                "preset": preset_name, "dropout": dropout, "train_config": asdict(config)}
+    with run_folder.claim(out, "train", settings, resume=resume, overwrite=overwrite):
+        model = TransformerLM(preset(preset_name, task.tokenizer.vocab_size, task.block_size, dropout=dropout),
+                              seed=config.seed)
+        out_fn(f"task {task.name}: vocabulary {task.tokenizer.vocab_size}, block {task.block_size}; "
+               f"model '{preset_name}': {model.num_params():,} parameters; backend {backend.name()}")
+        history = train(model, task, config, out=out, resume=resume and checkpoint_exists(out), progress=progress)
+        final = history[-1]
+        summary = {"task": task.name, "preset": preset_name, "params": model.num_params(), "steps": config.steps,
+                   "unigram_loss": unigram_loss(task), **{k: v for k, v in final.items() if k != "step"}}
+        out_fn(f"validation loss {final['val_loss']:.4f} nats/token (perplexity {final['val_ppl']:.2f}); "
+               f"unigram baseline {summary['unigram_loss']:.4f}")
+        if "entropy_floor" in final:
+            out_fn(f"entropy floor {final['entropy_floor']:.4f}: the model is {final['kl_to_true']:.4f} nats/token "
+                   f"(KL to the true distribution) above it")
+        if "accuracy" in final:
+            out_fn(f"exact-match accuracy {final['accuracy']:.1%} on {config.eval_windows} validation problems")
+        with open(os.path.join(out, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
     out_fn(f"wrote {os.path.join(out, 'checkpoint.npz')}, metrics.jsonl, summary.json")
     return model, history, summary
+
+
+def checkpoint_exists(out):
+    """Whether the run folder ``out`` holds a checkpoint to resume from (a run killed before its first
+    checkpoint starts again from step 0)."""
+    return os.path.isfile(os.path.join(out, "checkpoint.npz"))
 
 
 def add_training_arguments(parser, defaults=TrainConfig(), lr=True):
@@ -248,14 +334,21 @@ def add_commands(commands):
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default=TrainConfig.optimizer, help="AdamW or SGD with momentum")
     parser.add_argument("--dropout", type=float, default=ModelConfig.dropout, help="dropout probability")
     parser.add_argument("--out", default="runs/train", help="folder for metrics.jsonl and checkpoint.npz")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")
+    add_run_folder_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=_command)
+
+
+def add_run_folder_arguments(parser):
+    """``--resume`` and ``--overwrite``: what to do with a run folder that already holds a run."""
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the unfinished run in OUT (the same settings, checked)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run in OUT (its files are deleted)")
 
 
 def _command(args):
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                          eval_every=args.eval_every, seed=args.seed)
     run(args.task, args.preset, config, args.out, data=args.data, dropout=args.dropout, resume=args.resume,
-        progress=not args.quiet)
+        overwrite=args.overwrite, progress=not args.quiet)
     return 0

@@ -25,7 +25,8 @@ from minikd.losses import functional as F
 from minikd.tasks.data import IGNORE_INDEX, AdditionTask
 from minikd.recipes.teacher import teacher_logits
 from minikd.nn.model import PRESETS, TransformerLM, preset
-from minikd.recipes.train import TrainConfig, train
+from minikd.recipes import run_folder
+from minikd.recipes.train import TrainConfig, add_run_folder_arguments, checkpoint_exists, train
 
 VERIFIED_STREAM = 4_000_037  # the verified rows of each step: a stream apart from the batches'
 
@@ -58,9 +59,9 @@ class WeakToStrongConfig:
         for name in ("weak_preset", "strong_preset"):
             validate.check_choice(name, getattr(self, name), tuple(PRESETS))
         for name in ("weak_steps", "steps", "n_verified", "verified_batch"):
-            validate.check_positive_int(name, getattr(self, name))
-        validate.check_lam(self.lam, "interpolate")
-        validate.check_temperature(self.T)
+            object.__setattr__(self, name, validate.check_positive_int(name, getattr(self, name)))
+        object.__setattr__(self, "lam", validate.check_lam(self.lam, "interpolate"))
+        object.__setattr__(self, "T", validate.check_temperature(self.T))
         for name in ("alpha_max", "alpha_warmup"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
@@ -117,7 +118,7 @@ class Experiment:
         if not config.n_verified < n_train:
             raise ValueError(f"n_verified ({config.n_verified}) must be smaller than the {n_train} training problems")
         self.config, self.seed, self.batch_size, self.out, self.progress = config, seed, batch_size, out, progress
-        self.evaluations = evaluations
+        self.evaluations, self.resume = evaluations, False  # resume: continue each run found in out
         self.results, self.timings = {}, {}
         self.weak_model = self.verified = self.weak_labelled = self.weak_label_accuracy = None
 
@@ -130,7 +131,9 @@ class Experiment:
                                    eval_windows=n_val,
                                    seed=self.seed)
         out = None if self.out is None else os.path.join(self.out, name)
-        self.results[name] = train(model, on_task, train_config, out=out, progress=self.progress, **kwargs)[-1]
+        resume = self.resume and out is not None and checkpoint_exists(out)
+        self.results[name] = train(model, on_task, train_config, out=out, progress=self.progress, resume=resume,
+                                   **kwargs)[-1]
         self.timings[name] = time.perf_counter() - start
         return model
 
@@ -167,29 +170,33 @@ class Experiment:
 
 
 def run(config=WeakToStrongConfig(), out="runs/weak_to_strong", seed=0, batch_size=TrainConfig.batch_size, task=None,
-        progress=True,
-        out_fn=print):
+        resume=False, overwrite=False, progress=True, out_fn=print):
     """``minikd weak-to-strong``: weak teacher, ceiling, and the student without and with the confidence
     loss; prints the table, writes ``results.json``; returns the results. ``task`` defaults to
     ``AdditionTask(seed=seed)``; performance is exact-match accuracy on all its validation problems.
+    Each run has its folder inside the run folder ``out``; ``resume`` continues the unfinished ones.
     """
+    validate.check_positive_int("batch_size", batch_size)
     experiment = Experiment(config, task, seed, batch_size, out, progress)
-    os.makedirs(out, exist_ok=True)
-    experiment.weak()
-    experiment.ceiling()
-    experiment.student("student")
-    experiment.student("student_confidence", alpha_max=config.alpha_max)
-    names = ("student", "student_confidence")
-    report = {"settings": {**asdict(config), "seed": seed, "batch_size": batch_size,
-                           "train_problems": len(experiment.task.examples["train"]),
-                           "val_problems": len(experiment.task.examples["val"]), "backend": backend.name()},
-              "weak_label_accuracy": experiment.weak_label_accuracy,
-              "accuracy": {name: experiment.accuracy(name) for name in experiment.results},
-              "pgr": {name: experiment.pgr(name) for name in names},
-              "final": experiment.results, "timings": experiment.timings}
-    _print_table(report, out_fn)
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(report, f, indent=2)
+    settings = {"config": asdict(config), "seed": seed, "batch_size": batch_size,
+                "task": None if task is None else task.name}
+    with run_folder.claim(out, "weak-to-strong", settings, resume=resume, overwrite=overwrite):
+        experiment.resume = resume
+        experiment.weak()
+        experiment.ceiling()
+        experiment.student("student")
+        experiment.student("student_confidence", alpha_max=config.alpha_max)
+        names = ("student", "student_confidence")
+        report = {"settings": {**asdict(config), "seed": seed, "batch_size": batch_size,
+                               "train_problems": len(experiment.task.examples["train"]),
+                               "val_problems": len(experiment.task.examples["val"]), "backend": backend.name()},
+                  "weak_label_accuracy": experiment.weak_label_accuracy,
+                  "accuracy": {name: experiment.accuracy(name) for name in experiment.results},
+                  "pgr": {name: experiment.pgr(name) for name in names},
+                  "final": experiment.results, "timings": experiment.timings}
+        _print_table(report, out_fn)
+        with open(os.path.join(out, "results.json"), "w") as f:
+            json.dump(report, f, indent=2)
     out_fn(f"wrote {os.path.join(out, 'results.json')}")
     return report
 
@@ -228,6 +235,7 @@ def add_commands(commands):
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="rows per step")
     parser.add_argument("--seed", type=int, default=0, help="problems, initial weights and batches")
     parser.add_argument("--out", default="runs/weak_to_strong", help="folder for results.json and the runs")
+    add_run_folder_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=_command)
 
@@ -237,5 +245,6 @@ def _command(args):
                                 strong_preset=args.strong_preset, steps=args.steps, n_verified=args.n_verified,
                                 verified_batch=args.verified_batch, lam=args.lam, T=args.T,
                                 alpha_max=args.alpha_max, alpha_warmup=args.alpha_warmup)
-    run(config, args.out, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet)
+    run(config, args.out, seed=args.seed, batch_size=args.batch_size, resume=args.resume, overwrite=args.overwrite,
+        progress=not args.quiet)
     return 0

@@ -4,6 +4,7 @@ PyTorch is never a dependency: it is imported here only if present, as a referen
 """
 
 import json
+import os
 import statistics
 import time
 import tracemalloc
@@ -337,6 +338,13 @@ def add_commands(commands):
 
 
 def _command(args):
+    counts = ("N", "V", "repeat") if args.benchmark == "kd-loss" else (
+        "batch_size", "block_size", "vocab_size", "repeat")
+    for name in counts:  # checked before the benchmark runs
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    if args.json and os.path.isdir(args.json):
+        raise ValueError(f"--json {args.json!r} is a folder; name the file to write")
     if args.benchmark == "kd-loss":
         result = kd_loss(N=args.N, V=args.V, T=args.T, lam=args.lam, dtype=args.dtype, repeat=args.repeat,
                          seed=args.seed)

@@ -14,7 +14,8 @@ from minikd.tasks import data
 from minikd.tools import plots
 from minikd.recipes.distill import DistillConfig, Distiller
 from minikd.nn.model import TransformerLM, preset
-from minikd.recipes.train import TrainConfig, train
+from minikd.recipes import run_folder
+from minikd.recipes.train import TrainConfig, add_run_folder_arguments, checkpoint_exists, train
 
 FULL = {"teacher_tokens": 200_000, "student_tokens": 8_000, "teacher_steps": 800, "student_steps": 1200,
         "eval_every": 100, "eval_windows": 256}
@@ -24,10 +25,24 @@ ROWS = [("val_loss", "validation CE (nats/token)"), ("kl_to_true", "KL to the tr
         ("kl_to_teacher", "KL(teacher ‖ student)"), ("agreement", "top-1 agreement with the teacher")]
 
 
-def run(out="runs/demo", fast=False, seed=0, lam=DistillConfig.lam, T=DistillConfig.T, progress=True, out_fn=print):
-    """Train the three models, print the table, write ``report.json`` and the curves; returns the report."""
+def run(out="runs/demo", fast=False, seed=0, lam=DistillConfig.lam, T=DistillConfig.T, resume=False, overwrite=False,
+        progress=True, out_fn=print):
+    """Train the three models, print the table, write ``report.json`` and the curves; returns the report.
+
+    ``out`` is the run folder (``run_folder.claim``), each model's run a folder inside it; ``resume``
+    continues the unfinished ones. λ and T are checked before the teacher trains.
+    """
+    kd = DistillConfig(lam=lam, T=T)  # checks λ and T before any work
     sizes = FAST if fast else FULL
-    os.makedirs(out, exist_ok=True)
+    with run_folder.claim(out, "demo", {"fast": fast, "seed": seed, "lam": lam, "T": T}, resume=resume,
+                          overwrite=overwrite):
+        report = _train_all(out, sizes, seed, kd, resume, progress, out_fn)
+    out_fn(f"wrote {os.path.join(out, 'report.json')}, val_loss.png, kl_to_true.png")
+    return report
+
+
+def _train_all(out, sizes, seed, kd, resume, progress, out_fn):
+    lam, T = kd.lam, kd.T
     timings = {}
     teacher_task = data.GrammarTask(train_tokens=sizes["teacher_tokens"], seed=seed)
     student_task = data.GrammarTask(train_tokens=sizes["student_tokens"], seed=seed)
@@ -40,20 +55,22 @@ def run(out="runs/demo", fast=False, seed=0, lam=DistillConfig.lam, T=DistillCon
 
     start = time.perf_counter()
     teacher = TransformerLM(preset("teacher", V, S), seed=seed)
-    teacher_history = train(teacher, teacher_task, config(sizes["teacher_steps"]), out=os.path.join(out, "teacher"),
-                            progress=progress)
+    folder = os.path.join(out, "teacher")
+    teacher_history = train(teacher, teacher_task, config(sizes["teacher_steps"]), out=folder, progress=progress,
+                            resume=resume and checkpoint_exists(folder))
     teacher.eval()
     timings["teacher_s"] = time.perf_counter() - start
 
     histories, students = {}, {}
-    kd = DistillConfig(lam=lam, T=T)
     for name in ("ce", "kd"):
         start = time.perf_counter()
         student = TransformerLM(preset("small", V, S), seed=seed)
         steps = sizes["student_steps"]
         loss_fn = Distiller(teacher, kd, steps, seed=seed) if name == "kd" else None
-        histories[name] = train(student, student_task, config(steps), out=os.path.join(out, f"student_{name}"),
-                                progress=progress, teacher=teacher, **({"loss_fn": loss_fn} if loss_fn else {}))
+        folder = os.path.join(out, f"student_{name}")
+        histories[name] = train(student, student_task, config(steps), out=folder, progress=progress, teacher=teacher,
+                                resume=resume and checkpoint_exists(folder),
+                                **({"loss_fn": loss_fn} if loss_fn else {}))
         students[name] = student
         timings[f"student_{name}_s"] = time.perf_counter() - start
 
@@ -77,7 +94,6 @@ def run(out="runs/demo", fast=False, seed=0, lam=DistillConfig.lam, T=DistillCon
     plots.save(plots.training_curves(curves, "kl_to_true", title="Distance to the true distribution",
                                      ylabel="KL(true ‖ student) (nats/token)"),
                os.path.join(out, "kl_to_true.png"))
-    out_fn(f"wrote {os.path.join(out, 'report.json')}, val_loss.png, kl_to_true.png")
     return report
 
 
@@ -102,10 +118,12 @@ def add_commands(commands):
     parser.add_argument("--seed", type=int, default=0, help="data, initial weights and batches")
     parser.add_argument("--lam", type=float, default=DistillConfig.lam, help="weight of the distillation term")
     parser.add_argument("--T", type=float, default=DistillConfig.T, help="temperature")
+    add_run_folder_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=_command)
 
 
 def _command(args):
-    run(args.out, fast=args.fast, seed=args.seed, lam=args.lam, T=args.T, progress=not args.quiet)
+    run(args.out, fast=args.fast, seed=args.seed, lam=args.lam, T=args.T, resume=args.resume, overwrite=args.overwrite,
+        progress=not args.quiet)
     return 0

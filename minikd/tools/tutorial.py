@@ -13,7 +13,17 @@ from minikd.tools import plots
 from minikd.nn.model import TransformerLM, preset
 from minikd.recipes.train import TrainConfig, train
 
-FAST = os.environ.get("MINIKD_FAST") == "1"
+
+
+def _fast_mode():
+    """``MINIKD_FAST``: ``1`` fast, ``0`` or unset full; any other value is an error, never a silent "no"."""
+    value = os.environ.get("MINIKD_FAST", "").strip()
+    if value not in ("", "0", "1"):
+        raise ValueError(f"MINIKD_FAST must be 1 (fast) or 0 (full), got {value!r}")
+    return value == "1"
+
+
+FAST = _fast_mode()
 
 
 def pick(full, fast):
@@ -45,10 +55,11 @@ def trained_model(task, preset_name, steps, folder, seed=0):
     deterministic, so a loaded model is the one training would give.
     """
     path = os.path.join(folder, "checkpoint.npz")
-    if not os.path.exists(path):
+    started = os.path.exists(path)
+    if not started or checkpoint.load(path).step < steps:  # a killed training is continued, not taken as done
         model = TransformerLM(preset(preset_name, task.tokenizer.vocab_size, task.block_size), seed=seed)
         train(model, task, TrainConfig(steps=steps, eval_every=max(1, steps // 10), eval_windows=128, seed=seed),
-              out=folder, progress=False)
+              out=folder, progress=False, resume=started)
     with open(os.path.join(folder, "metrics.jsonl")) as f:
         history = [json.loads(line) for line in f]
     return checkpoint.load_model(path), history
