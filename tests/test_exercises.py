@@ -130,7 +130,7 @@ def test_the_graders_own_errors_are_one_line_exit_2(content, phrase, tmp_path, c
         path.write_text(content)
     assert main(["exercise", "check", "softmax_temperature", str(path)]) == 2  # through the worker process
     out, err = capsys.readouterr()
-    assert out == "" and err.count("\n") == 1 and err.startswith("minikd: error: ") and phrase in err, err
+    assert out == "" and err.count("\n") == 1 and err.startswith("minikd exercise: error: ") and phrase in err, err
 
 
 def test_the_graders_own_error_from_the_command_line_has_no_traceback(tmp_path):
