@@ -11,9 +11,9 @@ from importlib.metadata import version
 
 from minikd.engine import backend
 from minikd.recipes import launch, train, weak_to_strong
-from minikd.tools import bench, check, demo, evaluate, figures, generate
+from minikd.tools import bench, check, demo, evaluate, figures, generate, landscape_command
 
-COMMAND_MODULES = (check, demo, train, launch, weak_to_strong, generate, evaluate, figures, bench)
+COMMAND_MODULES = (check, demo, train, launch, weak_to_strong, generate, evaluate, figures, landscape_command, bench)
 
 
 class _Parser(argparse.ArgumentParser):
