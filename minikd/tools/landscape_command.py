@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from minikd.engine import backend, validate
 from minikd.losses.divergences import DIVERGENCES
 from minikd.losses.functional import FORMS
+from minikd.recipes import checkpoint
 from minikd.recipes.distill import DistillConfig
 from minikd.recipes.teacher import check_pair, load_setting
 from minikd.tools import landscape, objective_maps, plots, sharpness
@@ -110,6 +111,11 @@ def _start_writing(out):
             os.remove(os.path.join(out, name))
 
 
+def load_model(run_dir):
+    """The model of a run (folder or checkpoint file), without building its task."""
+    return checkpoint.load_model(os.path.join(run_dir, "checkpoint.npz") if os.path.isdir(run_dir) else run_dir)
+
+
 def load_run(run_dir, windows, data=None):
     """(model, x, y): a run's model and ``windows`` fixed validation windows of its own task (or of ``data``)."""
     _, model, task = load_setting(run_dir, task_name="text" if data else None, data=data)
@@ -125,7 +131,7 @@ def _labels(paths):
 def surfaces(runs, config, out, teacher_dir=None, data=None, progress=True, out_fn=print):
     """Slices (``config.dims``) around each run, optionally sharpness; writes the files; returns the report."""
     np = backend.host_xp()
-    teacher = None if teacher_dir is None else load_setting(teacher_dir)[1]
+    teacher = None if teacher_dir is None else load_model(teacher_dir)
     labels, axis, report, grids, models = _labels(runs), config.axis(), {}, [], {}
     for label, run_dir in zip(labels, runs):
         model, x, y = load_run(run_dir, config.windows, data)
@@ -221,9 +227,9 @@ def path(run_a, run_b, config, out, data=None, teacher_dir=None, progress=True, 
     """The loss along (1 − t)·θ_A + t·θ_B on A's windows; writes path.png, grid files; returns the report."""
     np = backend.host_xp()
     model_a, x, y = load_run(run_a, config.windows, data)
-    model_b = load_setting(run_b)[1]
+    model_b = load_model(run_b)
     landscape.check_same_architecture(model_a, model_b)
-    teacher = None if teacher_dir is None else load_setting(teacher_dir)[1]
+    teacher = None if teacher_dir is None else load_model(teacher_dir)
     if teacher is not None:
         check_pair(teacher, model_a)
     loss, ts = config.loss(x, y, teacher), config.axis()
