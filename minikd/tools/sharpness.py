@@ -93,19 +93,17 @@ def top_eigenvalue(model, loss, seed=0, iterations=50, tol=1e-4, step=1e-4):
     """
     with float64_weights(model) as params:
         theta = {name: p.data for name, p in params.items()}
-        v, estimate, converged, used = _unit(_gaussian(params, seed, 0)), None, False, 0
+        v, estimate, vector, converged, used = _unit(_gaussian(params, seed, 0)), None, None, False, 0
         for used in range(1, iterations + 1):
             hv = hessian_vector_product(model, params, loss, theta, v, step)
             rayleigh, length = _dot(v, hv), math.sqrt(_dot(hv, hv))
-            if length == 0.0:  # H·v = 0: the loss is flat along v
-                estimate, converged = 0.0, True
+            converged = estimate is not None and abs(rayleigh - estimate) <= tol * abs(rayleigh)
+            estimate, vector = rayleigh, v  # the vector whose Rayleigh quotient is the estimate
+            if converged or length == 0.0:  # length 0: H·v = 0, the loss is flat along v
+                converged = True
                 break
             v = _scaled(hv, 1.0 / length)
-            converged = estimate is not None and abs(rayleigh - estimate) <= tol * abs(rayleigh)
-            estimate = rayleigh
-            if converged:
-                break
-    return {"eigenvalue": estimate, "vector": v, "iterations": used, "converged": converged}
+    return {"eigenvalue": estimate, "vector": vector, "iterations": used, "converged": converged}
 
 
 def hutchinson_trace(model, loss, samples=20, seed=0, step=1e-4):
