@@ -275,9 +275,16 @@ def test_command_writes_pictures_grid_and_json(runs, tmp_path, capsys):
     assert len((out / "grid.csv").read_text().splitlines()) == 1 + 2 * 9
     for name in ("surface_2d.png", "surface_3d.png", "sharpness.png"):
         assert (out / name).stat().st_size > 5_000
-    assert landscape_command(args) == 2 and "--overwrite" in capsys.readouterr().err  # results are never replaced unasked
+    assert landscape_command(args) == 2  # results are never replaced unasked
+    assert "--overwrite" in capsys.readouterr().err
     assert landscape_command([runs["ce"], "--teacher", runs["kd"], "--what", "terms", "--dims", "1", "--points", "5",
                               "--out", str(tmp_path / "terms"), *data]) == 0
+    assert landscape_command([runs["ce"], "--dims", "1", "--points", "3", "--seed", "7", "--out", str(tmp_path / "seed"),
+                              *data]) == 0
+    axis = np.linspace(-1.0, 1.0, 3)  # the command's slice is the API's, along the directions of --seed
+    for seed, same in ((7, True), (0, False)):
+        expected = landscape.loss_grid(model, landscape.WindowLoss(x, y), landscape.directions(model, seed, 1), [axis])
+        assert np.allclose(np.load(tmp_path / "seed" / "grid.npz")["losses"][0], expected, rtol=1e-6) == same
     terms = json.loads((tmp_path / "terms" / "landscape.json").read_text())["results"]["ce"]["centre"]
     assert set(terms) == {"hard term", "soft term"} and (tmp_path / "terms" / "slice_1d.png").exists()
     assert landscape_command(["--path", runs["ce"], runs["kd"], "--points", "5", "--out", str(tmp_path / "path"),
@@ -286,8 +293,9 @@ def test_command_writes_pictures_grid_and_json(runs, tmp_path, capsys):
     other, _, _ = command.load_run(runs["kd"], 4, runs["data"])
     assert path["at_B"]["held-out CE"] == pytest.approx(float(landscape.WindowLoss(x, y)(other)[0]), rel=1e-6)
     assert landscape_command(["--simplex", "0.7,0.2,0.1", "--lam", "0.3", "--T", "2", "--student", "0.5,0.3,0.2",
-                 "--out", str(tmp_path / "simplex")]) == 0
-    assert (tmp_path / "simplex" / "simplex.png").exists() and (tmp_path / "simplex" / "objective_lambda_T.png").exists()
+                              "--out", str(tmp_path / "simplex")]) == 0
+    for name in ("simplex.png", "simplex.csv", "objective_lambda_T.png"):
+        assert (tmp_path / "simplex" / name).exists()
 
 
 def landscape_command(argv):

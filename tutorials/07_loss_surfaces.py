@@ -69,8 +69,9 @@ held_out = landscape.WindowLoss(x_val, y_val)
 model = students["CE-only", 0]
 d = landscape.filter_normalized_direction(model, seed=0)
 weight = dict(model.named_parameters())["blocks.0.mlp.fc.weight"].data
-assert xp.allclose(xp.linalg.vector_norm(d["blocks.0.mlp.fc.weight"], axis=-1), xp.linalg.vector_norm(weight, axis=-1))
-assert float(xp.max(xp.abs(d["ln_f.gamma"]))) == 0.0
+row_norms = backend.to_numpy(xp.linalg.vector_norm(d["blocks.0.mlp.fc.weight"], axis=-1))
+assert np.allclose(row_norms, backend.to_numpy(xp.linalg.vector_norm(weight, axis=-1)), rtol=1e-5)
+assert np.all(backend.to_numpy(d["ln_f.gamma"]) == 0.0)
 
 # %% [markdown]
 # ## 1-D slices
@@ -131,7 +132,8 @@ for method in ("CE-only", "KD"):
     traces = np.array([measured[method, s]["trace"] for s in SEEDS])
     summary[method] = {"top": (tops.mean(), tops.std(ddof=1)), "trace": (traces.mean(), traces.std(ddof=1))}
     print(f"{method:8s} λ_max per seed {np.round(tops, 2)}: {tops.mean():.2f} ± {tops.std(ddof=1):.2f}; "
-          f"trace per seed {np.round(traces, 1)}: {traces.mean():.1f} ± {traces.std(ddof=1):.1f}")
+          f"trace per seed {np.round(traces, 1)}: {traces.mean():.1f} ± {traces.std(ddof=1):.1f}; power iteration "
+          f"converged for {sum(measured[method, s]['converged'] for s in SEEDS)} of {len(SEEDS)} seeds")
 
 
 def verdict(quantity):
@@ -148,17 +150,22 @@ def verdict(quantity):
 findings = {quantity: verdict(quantity) for quantity in ("top", "trace")}
 print(f"KD against CE-only, over seeds {SEEDS}: λ_max {findings['top']}, trace {findings['trace']}")
 if not tutorial.FAST:  # 4 training steps measure nothing: the finding is asserted at full size
-    assert findings == {"top": "flatter", "trace": "flatter"}, findings
+    assert findings == {"top": "sharper", "trace": "no difference"}, findings
+    assert all(measured["KD", s]["top_eigenvalue"] > measured["CE-only", s]["top_eigenvalue"] for s in SEEDS)
 
 # %% [markdown]
-# **What this measures, and what it does not.** At this size, with λ = 0.5 and T = 2, the KD
-# students sit in flatter minima than the CE-only ones: both λ_max and the trace are lower, by more
-# than the spread over the three seeds (the numbers above; the assertion checks it whenever the
-# tutorial runs at full size, e.g. `minikd figures --only 07`). A plausible reason is that the soft
-# targets are smoother than one-hot labels, so the student fits them without sharp
-# commitments. Two cautions: sharpness is not invariant to reparameterisation (Dinh et al., 2017),
-# so it compares like with like only (same architecture, optimizer and steps, as here); and a
-# flatter minimum is not by itself evidence of better generalisation.
+# **What we find, and what it does not say.** KD did *not* find flatter minima here. With λ = 0.5,
+# T = 2 and 300 steps, the KD student's largest Hessian eigenvalue is higher than the CE-only
+# student's in each of the three seeds, and the gap between the means is larger than the sum of the
+# two spreads: along its sharpest direction the distilled minimum is *sharper*. The trace, the total
+# curvature over all directions, shows no difference beyond the spread. (The numbers are printed
+# above; the assertions check the verdict and the per-seed order whenever the tutorial runs at full
+# size, e.g. `minikd figures --only 07`; in the fast mode of the test suite only the machinery is
+# checked.) We have not tested why; the flatter-minima story one often hears is not what these
+# students show. Two cautions hold either way: sharpness is not invariant to reparameterisation
+# (Dinh et al., 2017), so it compares like with like only (same architecture, optimizer and steps,
+# as here), and sharpness is not by itself a measure of generalisation (compare the held-out losses
+# printed with the 1-D slices).
 #
 # The slices along the top eigenvector and along a random unit direction show what λ_max means:
 # the same α axis, one curve rising fast and one barely. The curvature of the eigenvector slice at 0
@@ -169,6 +176,8 @@ result = measured["KD", 0]
 alphas_eig = sharpness.slice_axis(result["top_eigenvalue"], tutorial.pick(41, 5))
 along, curvature = sharpness.eigen_slices(students["KD", 0], sharp_windows, result, 0, alphas_eig)
 assert abs(curvature["top eigenvector"] - result["top_eigenvalue"]) <= 0.05 * abs(result["top_eigenvalue"])
+if not tutorial.FAST:
+    assert curvature["random direction"] < result["top_eigenvalue"] / 100
 print(f"KD seed 0: λ_max {result['top_eigenvalue']:.2f}; curvature along the eigenvector "
       f"{curvature['top eigenvector']:.2f}, along a random unit direction {curvature['random direction']:.3f}")
 centre = along["top eigenvector"][len(alphas_eig) // 2]
@@ -189,8 +198,8 @@ ends = landscape.linear_path(students["CE-only", 0], students["KD", 0], held_out
 assert ends[0] == held_out(students["CE-only", 0])[0] and ends[1] == held_out(students["KD", 0])[0]
 between = line[(ts >= 0) & (ts <= 1)]
 print(f"CE-only {ends[0]:.4f} (t = 0), KD {ends[1]:.4f} (t = 1); highest point between them {between.max():.4f}")
-fig = plots.line_plot(ts, {"held-out CE": line}, "The loss on the line from the CE-only (t = 0) to the KD student (t = 1)",
-                      "t", "cross-entropy (nats/token)")
+fig = plots.line_plot(ts, {"held-out CE": line}, "The line from the CE-only (t = 0) to the KD student (t = 1)",
+                      "t: weights (1 − t)·θ_CE + t·θ_KD", "cross-entropy (nats/token)")
 print(tutorial.save_figure(fig, "07_path.png"))
 
 # %% [markdown]
@@ -219,13 +228,14 @@ print(tutorial.save_figure(fig, "07_objective_lambda_T.png"))
 # %% [markdown]
 # **Summary.** `minikd.tools.landscape` slices any loss along filter-normalised directions and along
 # the line between two models, restoring the weights afterwards; `minikd.tools.sharpness` measures
-# λ_max and tr H. Here the distilled students are flatter than the CE-only ones over three seeds;
-# the combined objective is linear in λ, and its values at different T are not on one scale.
+# λ_max and tr H. Here the distilled students are *sharper* than the CE-only ones along the top
+# eigenvector (every seed) and no different in the trace; the combined objective is linear in λ, and
+# its values at different T are not on one scale.
 #
-# **You should see** (full size, 2-core CPU): the centre of every slice equal to the model's loss;
-# λ_max and the trace lower for KD than for CE-only by more than the spread over seeds 0, 1, 2; the
-# eigenvector slice's curvature within 5 % of λ_max, and a random unit direction's curvature far
-# smaller (typically hundreds of times).
+# **You should see** (full size): the centre of every slice equal to the model's loss; λ_max about
+# 9 ± 1.5 for CE-only and 14 ± 2.5 for KD over seeds 0, 1, 2, traces about 130 for both; the
+# eigenvector slice's curvature within 5 % of λ_max, and a random unit direction's curvature more
+# than a hundred times smaller.
 #
 # **Exercises.** (1) Repeat the sharpness comparison at T = 1 and at λ = 0.9: does the gap grow
 # with the weight on the teacher? (2) Run `minikd landscape` on two of your own runs with

@@ -44,7 +44,8 @@ class WindowLoss:
         self.T, self.lam = validate.check_temperature(T), validate.check_lam(lam, form)
         self.beta, self.scale_T2 = beta, scale_T2
         self.batches = [(x[k:k + batch_size], y[k:k + batch_size]) for k in range(0, x.shape[0], batch_size)]
-        counts = [int((yb != IGNORE_INDEX).sum()) for _, yb in self.batches]  # on the host, once
+        xp = backend.xp()
+        counts = [int(backend.to_numpy(xp.sum(xp.astype(yb != IGNORE_INDEX, xp.int64)))) for _, yb in self.batches]
         if sum(counts) == 0:
             raise ValueError("the evaluation windows hold no scored position")
         self.weights = [n / sum(counts) for n in counts]

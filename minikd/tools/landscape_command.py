@@ -144,8 +144,9 @@ def surfaces(runs, config, out, teacher_dir=None, data=None, progress=True, out_
         seconds = time.perf_counter() - start
         entry = {"run": run_dir, "centre": dict(zip(loss.names, map(float, centre))),
                  "minimum": landscape.minima([axis] * config.dims, grid, loss.names), "seconds": round(seconds, 2)}
+        lowest = entry["minimum"]
         out_fn(f"{label}: " + "; ".join(f"{name} {entry['centre'][name]:.4f} at the weights, lowest "
-                                        f"{entry['minimum'][name]['loss']:.4f} at {_where(entry['minimum'][name]['at'])}"
+                                        f"{lowest[name]['loss']:.4f} at {_where(lowest[name]['at'])}"
                                         for name in loss.names)
                + f"; {'×'.join([str(config.points)] * config.dims)} points in {seconds:.1f} s")
         report[label], models[label] = entry, (model, loss)
@@ -315,7 +316,8 @@ def add_commands(commands):
     parser.add_argument("--lam", default=str(defaults.lam),
                         help="λ of the objective (with --simplex: comma-separated values, one panel each)")
     parser.add_argument("--T", default=str(defaults.T), help="temperature (with --simplex: comma-separated values)")
-    parser.add_argument("--divergence", choices=tuple(DIVERGENCES), default=defaults.divergence, help="D in the objective")
+    parser.add_argument("--divergence", choices=tuple(DIVERGENCES), default=defaults.divergence,
+                        help="D in the objective")
     parser.add_argument("--beta", type=float, default=defaults.beta, help="JSD mixture weight")
     parser.add_argument("--form", choices=FORMS, default=defaults.form,
                         help="interpolate: (1 − λ)·CE + λ·T²·D; additive: CE + λ·T²·D")
@@ -329,7 +331,8 @@ def add_commands(commands):
     parser.add_argument("--label", type=int, default=0, help="with --simplex: the true class (0, 1 or 2)")
     parser.add_argument("--student", metavar="Q0,Q1,Q2",
                         help="with --simplex: also this student's objective over the --lam × --T grid")
-    parser.add_argument("--out", default="runs/landscape", help="folder for the PNGs, grid.npz, grid.csv, landscape.json")
+    parser.add_argument("--out", default="runs/landscape",
+                        help="folder for the PNGs, grid.npz, grid.csv and landscape.json")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier landscape in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=_command)
@@ -388,5 +391,6 @@ def _command(args):
     with open(os.path.join(args.out, "landscape.json"), "w") as f:
         json.dump({"settings": settings, "config": asdict(config) if not args.simplex else None, "results": report},
                   f, indent=2)
-    print(f"wrote {os.path.abspath(args.out)}: " + ", ".join(n for n in OUTPUTS if os.path.exists(os.path.join(args.out, n))))
+    written = [name for name in OUTPUTS if os.path.exists(os.path.join(args.out, name))]
+    print(f"wrote {os.path.abspath(args.out)}: {', '.join(written)}")
     return 0
