@@ -178,12 +178,12 @@ def _sharpness(models, report, config, out_fn):
         along, curvature = sharpness.eigen_slices(model, loss, result, config.seed, alphas)
         series.update({f"{label}: {name}": values for name, values in along.items()})
         report[label]["sharpness"] = {**{k: v for k, v in result.items() if k != "vector"},
-                                      "slice_curvature": curvature}
+                                      "curvature": curvature}
         out_fn(f"{label}: top Hessian eigenvalue {result['top_eigenvalue']:.4g} "
                f"({'converged' if result['converged'] else 'not converged'} after {result['iterations']} products), "
                f"trace {result['trace']:.4g} ± {result['trace_stderr']:.2g} (Hutchinson, {config.samples} samples); "
-               f"slice curvature {curvature['top eigenvector']:.4g} along the eigenvector, "
-               f"{curvature['random direction']:.4g} along a random unit direction")
+               f"the eigenvector slice's second difference at 0 {curvature['top eigenvector']['slice']:.4g}; "
+               f"curvature along a random unit direction {curvature['random direction']['hessian']:.3g}")
     return plots.line_plot(alphas, series, "The loss along the top Hessian eigenvector and a random direction",
                            "α (step along a unit vector)", models[label][1].ylabel)
 

@@ -160,14 +160,17 @@ def slice_directions(model, result, seed):
 
 
 def eigen_slices(model, loss, result, seed, alphas):
-    """({label: values}, {label: f''(0)}): the loss (the sum of its terms) along the unit top
-    eigenvector of ``result`` (from ``sharpness``) and along a unit random direction, and each
-    slice's curvature at 0, dᵀHd, from one float64 Hessian-vector product (a second difference of
-    float32 losses cannot resolve the small curvature of a random direction)."""
+    """({label: values}, {label: {"slice": …, "hessian": …}}): the loss (the sum of its terms) along
+    the unit top eigenvector of ``result`` (from ``sharpness``) and along a unit random direction,
+    and the curvature of each slice at 0 measured twice: "slice", the second difference of the
+    slice's own losses around α = 0 (``alphas`` odd and symmetric), and "hessian", dᵀHd from one
+    float64 Hessian-vector product (the slice's float32 losses cannot resolve a random
+    direction's small curvature; the eigenvector's they can, which checks λ_max independently)."""
     along, curvature = {}, {}
     for label, d in slice_directions(model, result, seed).items():
         along[label] = loss_grid(model, loss, [d], [alphas]).sum(axis=-1)
-        curvature[label] = directional_curvature(model, loss, d)
+        curvature[label] = {"slice": slice_curvature(alphas, along[label]),
+                            "hessian": directional_curvature(model, loss, d)}
     return along, curvature
 
 
