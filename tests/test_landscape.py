@@ -294,10 +294,15 @@ def test_command_writes_pictures_grid_and_json(runs, tmp_path, capsys):
     path = json.loads((tmp_path / "path" / "landscape.json").read_text())["results"]["path"]
     other, _, _ = command.load_run(runs["kd"], 4, runs["data"])
     assert path["at_B"]["held-out CE"] == pytest.approx(float(landscape.WindowLoss(x, y)(other)[0]), rel=1e-6)
-    assert landscape_command(["--simplex", "0.7,0.2,0.1", "--lam", "0.3", "--T", "2", "--student", "0.5,0.3,0.2",
+    assert landscape_command(["--simplex", "0.7,0.2,0.1", "--lam", "0.3", "--T", "1,2", "--student", "0.5,0.3,0.2",
                               "--out", str(tmp_path / "simplex")]) == 0
     for name in ("simplex.png", "simplex.csv", "objective_lambda_T.png"):
         assert (tmp_path / "simplex" / name).exists()
+    simplex = json.loads((tmp_path / "simplex" / "landscape.json").read_text())["results"]["simplex"]
+    best = simplex["panels"]["λ = 0.3, T = 1"]["minimiser"]  # forward KL at T = 1: q* = (1 − λ)·onehot + λ·p
+    assert np.abs(np.array(best) - (0.7 * np.eye(3)[0] + 0.3 * np.array([0.7, 0.2, 0.1]))).max() <= 1.5 / 90
+    direct = F.distillation_loss(np.log([[0.5, 0.3, 0.2]]), np.log([[0.7, 0.2, 0.1]]), np.array([0]), lam=0.3, T=2.0)
+    assert simplex["objective_lambda_T"][0][1] == pytest.approx(direct.item(), rel=1e-9)
 
 
 def landscape_command(argv):

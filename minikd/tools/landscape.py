@@ -60,13 +60,6 @@ class WindowLoss:
     def ylabel(self):
         return "cross-entropy (nats/token)" if self.what == "ce" else "loss (nats/token)"
 
-    def describe(self):
-        """The settings, for ``landscape.json``."""
-        if self.what == "ce":
-            return {"what": "ce"}
-        return {"what": self.what, "lam": self.lam, "T": self.T, "divergence": self.divergence, "beta": self.beta,
-                "form": self.form, "scale_T2": self.scale_T2}
-
     def batch_terms(self, model, k):
         """{name: scalar Tensor} for batch k (a graph is recorded unless under ``no_grad``)."""
         x, y = self.batches[k]
