@@ -133,8 +133,8 @@ def filter_normalize(direction, weights):
     xp = backend.xp()
     if weights.ndim < 2:
         return xp.zeros_like(weights)
-    d_norm = xp.linalg.vector_norm(direction, axis=-1, keepdims=True)
-    theta_norm = xp.linalg.vector_norm(weights, axis=-1, keepdims=True)
+    d_norm = xp.sqrt(xp.sum(direction * direction, axis=-1, keepdims=True))  # (..., 1): one norm per row
+    theta_norm = xp.sqrt(xp.sum(weights * weights, axis=-1, keepdims=True))
     return direction * (theta_norm / d_norm)
 
 
