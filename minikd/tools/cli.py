@@ -14,10 +14,11 @@ from minikd.engine import backend
 from minikd.recipes import launch, train, weak_to_strong
 from minikd.recipes.checkpoint import CheckpointError
 from minikd.recipes.run_folder import RunFolderError
-from minikd.tools import bench, check, demo, evaluate, figures, generate
+from minikd.tools import bench, check, demo, evaluate, figures, generate, landscape_command
 from minikd.tools.exercises import command as exercise
 
-COMMAND_MODULES = (check, demo, train, launch, weak_to_strong, generate, evaluate, figures, bench, exercise)
+COMMAND_MODULES = (check, demo, train, launch, weak_to_strong, generate, evaluate, figures, landscape_command, bench,
+                   exercise)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -11,6 +11,9 @@ import matplotlib
 
 matplotlib.use("Agg", force=False)  # files, not windows: works on machines without a display
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+from matplotlib.colors import Normalize  # noqa: E402
+
+from minikd.engine import backend  # noqa: E402
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 
@@ -152,3 +155,97 @@ def save(fig, path):
     os.makedirs(folder, exist_ok=True)
     fig.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(fig)
+
+
+def shared_contours(panels, title, xlabel, ylabel, colorbar_label, levels=20):
+    """Filled contours side by side on one colour scale: the same ``levels`` + 1 level boundaries,
+    from the lowest to the highest value over all panels, so a colour means the same loss in every
+    panel and the one colourbar is right for all. ``panels`` maps a subtitle to (X, Y, Z[, (x, y)])."""
+    np = backend.host_xp()
+    low = min(float(np.min(p[2])) for p in panels.values())
+    high = max(float(np.max(p[2])) for p in panels.values())
+    bounds = np.linspace(low, high if high > low else low + 1e-12, levels + 1)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 1.0, 4.0), dpi=100, squeeze=False,
+                             layout="constrained")
+    for ax, (subtitle, panel) in zip(axes[0], panels.items()):
+        filled = ax.contourf(*panel[:3], levels=bounds, cmap="viridis")
+        ax.contour(*panel[:3], levels=bounds[::4], colors="white", linewidths=0.5, alpha=0.6)
+        if len(panel) > 3:
+            ax.plot(*panel[3], marker="*", markersize=12, color=OKABE_ITO[1], markeredgecolor="black")
+        ax.set_title(subtitle)
+        ax.set_xlabel(xlabel)
+        ax.set_aspect("equal")
+    axes[0][0].set_ylabel(ylabel)
+    fig.colorbar(filled, ax=axes[0].tolist(), label=colorbar_label)
+    fig.suptitle(title)
+    return fig
+
+
+def surface_panels(panels, title, xlabel, ylabel, zlabel):
+    """3-D surfaces side by side, sharing the z axis and the colour scale (one colourbar);
+    ``panels`` maps a subtitle to (X, Y, Z)."""
+    np = backend.host_xp()
+    low = min(float(np.min(p[2])) for p in panels.values())
+    high = max(float(np.max(p[2])) for p in panels.values())
+    norm = Normalize(low, high if high > low else low + 1e-12)
+    fig = plt.figure(figsize=(4.6 * len(panels) + 1.0, 4.2), dpi=100, layout="constrained")
+    axes = []
+    for k, (subtitle, (X, Y, Z)) in enumerate(panels.items()):
+        ax = fig.add_subplot(1, len(panels), k + 1, projection="3d")
+        surface = ax.plot_surface(X, Y, Z, cmap="viridis", norm=norm, linewidth=0, antialiased=True)
+        ax.set_zlim(norm.vmin, norm.vmax)
+        ax.set_title(subtitle)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_zlabel(zlabel)
+        axes.append(ax)
+    fig.colorbar(surface, ax=axes, label=zlabel, shrink=0.7)
+    fig.suptitle(title)
+    return fig
+
+
+def heatmap_by_column(values, xticks, yticks, title, xlabel, ylabel, fmt="{:.3f}"):
+    """A heatmap whose colours are normalised within each column (0 = that column's lowest value,
+    1 = its highest): for grids whose columns are on different scales, such as an objective at
+    several temperatures. Each cell is labelled with its actual value."""
+    np = backend.host_xp()
+    values = np.asarray(values, dtype=float)
+    low, high = values.min(axis=0, keepdims=True), values.max(axis=0, keepdims=True)
+    relative = (values - low) / np.where(high > low, high - low, 1.0)
+    fig, ax = _axes(title, xlabel, ylabel)
+    ax.grid(False)
+    image = ax.imshow(relative, origin="lower", aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(len(xticks)), [f"{t:.3g}" for t in xticks])
+    ax.set_yticks(range(len(yticks)), [f"{t:.3g}" for t in yticks])
+    for i, row in enumerate(values):
+        for j, value in enumerate(row):
+            ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=7,
+                    color="white" if relative[i, j] < 0.5 else "black")
+    fig.colorbar(image, ax=ax, label="within its column: 0 = lowest, 1 = highest")
+    return _finish(fig, ax)
+
+
+def simplex_map(panels, title, corner_labels=("class 0", "class 1", "class 2"), colorbar_label="loss"):
+    """Like ``simplex_panels``, with a colourbar under each triangle (the panels' scales differ)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 4.2), dpi=100, squeeze=False,
+                             layout="constrained")
+    for ax, (subtitle, panel) in zip(axes[0], panels.items()):
+        x, y = _barycentric(panel[0])
+        filled = ax.tricontourf(x, y, panel[1], levels=20, cmap="viridis")
+        for colour, (label, point) in zip(OKABE_ITO[1:], (panel[2] if len(panel) > 2 else {}).items()):
+            px, py = _barycentric([point])
+            ax.plot(px, py, marker="*", markersize=12, color=colour, markeredgecolor="black", linestyle="", label=label)
+        for k, (cx, cy) in enumerate(((0, 0), (1, 0), (0.5, math.sqrt(3) / 2))):
+            ax.annotate(corner_labels[k], (cx, cy), ha="center", va="top" if cy == 0 else "bottom", fontsize=8)
+        ax.set_title(subtitle, fontsize=10)
+        ax.set_xlim(-0.12, 1.12)
+        ax.set_ylim(-0.12, 0.98)
+        ax.set_aspect("equal")
+        ax.axis("off")
+        fig.colorbar(filled, ax=ax, orientation="horizontal", label=colorbar_label, shrink=0.8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False)
+    fig.suptitle(title)
+    return fig
+
