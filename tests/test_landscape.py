@@ -322,5 +322,5 @@ def test_bad_input_is_one_clear_line_and_nothing_is_written(runs, tmp_path, caps
     argv = [a.format(tmp=tmp_path, **runs) for a in argv]
     assert landscape_command([*argv, "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert message in err and err.startswith("minikd: error:") and len(err.strip().splitlines()) == 1
+    assert message in err and err.startswith("minikd landscape: error:") and len(err.strip().splitlines()) == 1
     assert not out.exists()
