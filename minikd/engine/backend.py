@@ -23,7 +23,7 @@ NAMES = ("numpy", "cupy", "strict")  # the backends ``use`` accepts
 _FLOAT_DTYPES = {"float32": numpy.float32, "float64": numpy.float64}
 
 # xp: the array namespace (the array API standard); device: where new arrays are made (None: the default)
-_state = {"name": "numpy", "xp": numpy_namespace, "device": None, "dtype": numpy.float32, "pool": None}
+_state = {"name": "numpy", "xp": numpy_namespace, "device": None, "dtype": "float32", "pool": None, "fast": True}
 _host_reads = {"transfers": 0, "syncs": 0}  # counted by ``to_numpy`` and, under strict, by scalar reads
 
 
@@ -197,6 +197,9 @@ def asarray(x, dtype=None):
     transfer: move host data with ``from_numpy`` and device data with ``to_numpy``.
     """
     module, active = _state["xp"], _state["name"]
+    if isinstance(x, numpy.generic):  # a NumPy scalar, e.g. the result of a NumPy sum: keep its dtype
+        x = numpy.asarray(x) if active == "numpy" else module.asarray(x.item(), dtype=dtype or x.dtype.name,
+                                                                         device=_state["device"])
     kind = _kind_of_array(x)
     if kind is not None and kind != active:
         move = "minikd.engine.backend.from_numpy(x)" if kind == "numpy" else "minikd.engine.backend.to_numpy(x)"
@@ -204,8 +207,6 @@ def asarray(x, dtype=None):
                         f"move it with {move} or switch with minikd.engine.backend.use({kind!r})")
     if isinstance(dtype, str):
         dtype = getattr(module, dtype)
-    if isinstance(x, numpy.generic):  # a NumPy scalar (np.float64 is also a Python float)
-        x = x.item()
     if kind is None:  # Python data: floats take the default dtype
         arr = module.asarray(x, dtype=dtype, device=_state["device"])
         return module.astype(arr, default_dtype()) if dtype is None and is_float_dtype(arr.dtype) else arr
@@ -320,6 +321,23 @@ class _UploadingGenerator:
 def host_rng(seed, *keys):
     """Like ``rng`` but always a NumPy generator: the built-in corpora are the same on CPU and GPU."""
     return numpy.random.default_rng(_seed_sequence(seed, keys))
+
+
+def fast_paths_enabled():
+    """True when the NumPy-only fast paths (fused, chunked, threaded, in-place) may run: the NumPy
+    backend with ``fast_paths`` not switched off. Under cupy and strict the plain paths run."""
+    return _state["fast"] and _state["name"] == "numpy"
+
+
+@contextlib.contextmanager
+def fast_paths(enabled):
+    """Context manager: switch the NumPy fast paths on (the default) or off (plain paths only) in the block."""
+    previous = _state["fast"]
+    _state["fast"] = bool(enabled)
+    try:
+        yield
+    finally:
+        _state["fast"] = previous
 
 
 def map_blocks(fn, blocks):
