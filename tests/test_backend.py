@@ -64,9 +64,14 @@ def test_cupy_request_without_cupy_or_gpu_names_the_extra():
 
 
 def test_environment_variable_selects_backend(monkeypatch):
-    monkeypatch.setenv("MINIKD_BACKEND", "numpy")
-    backend._from_environment()
-    assert backend.name() == "numpy" and backend.xp().__name__ == "array_api_compat.numpy"
+    previous = backend.name()
+    try:
+        for name, namespace in (("numpy", "array_api_compat.numpy"), ("strict", "array_api_strict")):
+            monkeypatch.setenv("MINIKD_BACKEND", name)
+            backend._from_environment()
+            assert backend.name() == name and backend.xp().__name__ == namespace
+    finally:
+        backend.use(previous)
 
 
 def test_arrays_of_the_other_backend_are_refused(monkeypatch):

@@ -111,6 +111,33 @@ def device():
     return _state["device"]
 
 
+def array_module():
+    """The array library itself (``numpy``, ``cupy`` or ``array_api_strict``), for what only it has
+    (CuPy's memory pool); array code uses ``xp()``."""
+    if _state["name"] == "numpy":
+        return numpy
+    if _state["name"] == "cupy":
+        import cupy
+
+        return cupy
+    import array_api_strict
+
+    return array_api_strict
+
+
+def available(name_):
+    """True when backend ``name_`` can be used here (its library is installed, a device answers)."""
+    loaders = {"numpy": lambda: None, "cupy": _load_cupy, "strict": _load_strict}
+    validate_name = loaders.get(name_)
+    if validate_name is None:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, NAMES))}; got {name_!r}")
+    try:
+        validate_name()
+    except RuntimeError:
+        return False
+    return True
+
+
 def name():
     """The active backend's name: ``"numpy"``, ``"cupy"`` or ``"strict"``."""
     return _state["name"]

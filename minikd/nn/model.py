@@ -129,7 +129,8 @@ class TransformerLM(Module):
         try:
             with no_grad():
                 for step in range(max_new_tokens):
-                    logits = self(idx[:, -self.config.block_size:]).data[:, -1, :]  # (B, V)
+                    window = idx[:, max(0, idx.shape[1] - self.config.block_size):]  # the last block_size tokens
+                    logits = self(window).data[:, -1, :]  # (B, V)
                     token = _pick_next(logits, temperature, top_k, backend.rng(seed, *keys, step))  # (B,)
                     idx = xp.concat([idx, xp.astype(token[:, None], idx.dtype)], axis=1)
         finally:

@@ -28,7 +28,7 @@ def _timed(step, repeat):
 def _peak_extra_bytes(step):
     """Peak memory allocated during ``step()`` beyond what was held before it."""
     if backend.name() == "cupy":
-        pool = backend.xp().get_default_memory_pool()
+        pool = backend.array_module().get_default_memory_pool()
         pool.free_all_blocks()
         before = pool.used_bytes()
         step()
@@ -66,10 +66,10 @@ def _torch_kd_loss(z, v, y, lam, T, device):
 def kd_loss(N=2048, V=32000, T=2.0, lam=0.5, dtype="float32", repeat=5, seed=0, out=print):
     """Time forward + backward of ``distillation_loss`` on [N, V] logits; returns the result table."""
     rng = backend.rng(seed)
-    z = rng.standard_normal((N, V)).astype(dtype) * 3
-    v = rng.standard_normal((N, V)).astype(dtype) * 3
+    z = backend.xp().astype(rng.standard_normal((N, V)), backend.dtype(dtype)) * 3
+    v = backend.xp().astype(rng.standard_normal((N, V)), backend.dtype(dtype)) * 3
     y = rng.integers(0, V, size=N)
-    buffer_bytes = z.nbytes
+    buffer_bytes = z.size * backend.host_xp().dtype(dtype).itemsize
     state = {}
 
     def step():
@@ -147,7 +147,7 @@ def _step_flops(config, B, S):
 
 def _matmul_rate(dtype, n=1024, repeat=5):
     """The machine's measured rate of one large square matrix product, in flop/s."""
-    a = backend.rng(0).standard_normal((n, n)).astype(dtype)
+    a = backend.xp().astype(backend.rng(0).standard_normal((n, n)), dtype)
     median, _ = _timed(lambda: a @ a, repeat)
     return 2 * n ** 3 / median
 
