@@ -58,7 +58,7 @@ class Tensor:
             data = data.data
         self.data = backend.asarray(data)
         if requires_grad and not backend.is_float_dtype(self.data.dtype):
-            raise TypeError(f"only float tensors can require grad, got dtype {self.data.dtype}")
+            raise TypeError(f"only float tensors can require grad, got dtype {backend.dtype_name(self.data.dtype)}")
         self.requires_grad = bool(requires_grad)
         self.grad = None
         self.creator = None  # the Function that produced this tensor, when recorded

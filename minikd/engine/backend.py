@@ -155,6 +155,18 @@ def dtype(name):
     return getattr(_state["xp"], name)
 
 
+_DTYPE_NAMES = ("float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "uint16", "uint32",
+                "uint64", "bool", "complex64", "complex128")
+
+
+def dtype_name(dtype_):
+    """A dtype's plain name (``"float32"``), the same on every backend, for messages and files."""
+    for candidate in _DTYPE_NAMES:
+        if getattr(_state["xp"], candidate, None) == dtype_:
+            return candidate
+    return numpy.dtype(dtype_).name
+
+
 def default_dtype():
     """The float dtype new tensors get (float32 unless changed with ``set_default_dtype``)."""
     return dtype(_state["dtype"])
@@ -304,12 +316,18 @@ def scatter_add(target, index, values):
         cupyx.scatter_add(target, index, values)
         return target
     module = _state["xp"]
-    if not hasattr(index, "ndim") or index.ndim != 1 or not is_int_dtype(index.dtype):
-        raise TypeError(f"scatter_add under backend 'strict' needs a 1-D integer index array, got {index!r}")
-    rows = module.arange(target.shape[0], device=_state["device"])  # (n,)
-    onehot = module.astype(index[:, None] == rows[None, :], values.dtype)  # (k, n)
-    flat = module.reshape(values, (values.shape[0], -1))  # (k, rest)
-    return target + module.reshape(module.matmul(module.matrix_transpose(onehot), flat), target.shape)
+    parts = index if isinstance(index, tuple) else (index,)
+    if not all(hasattr(p, "ndim") and is_int_dtype(p.dtype) and p.shape == parts[0].shape for p in parts):
+        raise TypeError(f"scatter_add under backend 'strict' needs integer index arrays of one shape, got {index!r}")
+    n_rows, flat_index = 1, module.zeros(parts[0].shape, dtype=parts[0].dtype, device=_state["device"])
+    for axis, part in enumerate(parts):  # index arrays for the first k axes → one row index of (n_rows, rest)
+        flat_index = flat_index * target.shape[axis] + part
+        n_rows *= target.shape[axis]
+    flat_index = module.reshape(flat_index, (-1,))  # (k,)
+    rows = module.arange(n_rows, device=_state["device"])  # (n,)
+    onehot = module.astype(flat_index[:, None] == rows[None, :], values.dtype)  # (k, n)
+    flat_values = module.reshape(values, (flat_index.shape[0], -1))  # (k, rest)
+    return target + module.reshape(module.matmul(module.matrix_transpose(onehot), flat_values), target.shape)
 
 
 def _seed_sequence(seed, keys):
@@ -406,7 +424,7 @@ def reuse_freed_memory(mmap_threshold=32 << 20, trim_threshold=512 << 20):
 
 def ignore_float_errors():
     """Context manager silencing NumPy's overflow/invalid warnings (for code that checks its result itself)."""
-    if _state["name"] == "numpy":
+    if _state["name"] in ("numpy", "strict"):  # array-api-strict computes with NumPy underneath
         return numpy.errstate(all="ignore")
     return contextlib.nullcontext()
 

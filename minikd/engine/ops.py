@@ -204,6 +204,8 @@ class Transpose(Function):
 class GetItem(Function):
     def forward(self, a, index):
         self.shape, self.dtype, self.index = a.shape, a.dtype, index
+        if _is_integer_array(index):  # rows picked along axis 0: the standard spells it take
+            return backend.xp().take(a, index, axis=0)
         return a[index]
 
     def backward(self, g):
@@ -213,6 +215,10 @@ class GetItem(Function):
             return (backend.scatter_add(grad, self.index, g),)
         grad[self.index] = g  # slices, integers and boolean masks select each element at most once
         return (grad,)
+
+
+def _is_integer_array(index):
+    return hasattr(index, "dtype") and backend.is_int_dtype(index.dtype) and index.ndim == 1
 
 
 def _has_integer_array(index):

@@ -53,7 +53,7 @@ def check_choice(name, value, choices):
 def check_float_logits(name, x):
     """Logits must be a float array with at least one axis (the class axis)."""
     if not backend.is_float_dtype(x.dtype):
-        raise TypeError(f"{name} must be a float array, got dtype {x.dtype}")
+        raise TypeError(f"{name} must be a float array, got dtype {backend.dtype_name(x.dtype)}")
     if x.ndim == 0:
         raise ValueError(f"{name} must have a class axis, got a 0-d array")
 
@@ -90,7 +90,7 @@ def _first_true(flags):
 def check_targets(targets, leading_shape, num_classes, ignore_index):
     """Targets: integers of the logits' leading shape, each in [0, V) or equal to ``ignore_index``."""
     if not backend.is_int_dtype(targets.dtype):
-        raise TypeError(f"targets must be integers, got dtype {targets.dtype}")
+        raise TypeError(f"targets must be integers, got dtype {backend.dtype_name(targets.dtype)}")
     if targets.shape != tuple(leading_shape):
         raise ValueError(f"targets must have the logits' leading shape {tuple(leading_shape)}, got {targets.shape}")
     xp = backend.xp()

@@ -81,7 +81,7 @@ class TransformerLM(Module):
         """``idx`` as a backend int array of shape (B, S), S ≤ block_size, ids in [0, V); else ValueError."""
         idx = data_of(idx)
         if not backend.is_int_dtype(idx.dtype):
-            raise ValueError(f"idx must hold integer token ids, got dtype {idx.dtype}")
+            raise ValueError(f"idx must hold integer token ids, got dtype {backend.dtype_name(idx.dtype)}")
         if idx.ndim != 2:
             raise ValueError(f"idx must have shape (batch, sequence), got shape {tuple(idx.shape)}")
         if idx.shape[1] > self.config.block_size:

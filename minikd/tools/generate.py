@@ -19,7 +19,7 @@ def generate(run_dir, prompt="", max_new_tokens=32, temperature=1.0, top_k=None,
         ids = [int(backend.to_numpy(task.eval_set("val", 1)[0])[0, 0])]
     if len(ids) > model.config.block_size:
         ids = ids[-model.config.block_size:]  # the model reads at most block_size tokens
-    rows = xp.asarray([ids] * samples, dtype=xp.int64)  # (samples, P)
+    rows = xp.asarray([ids] * samples, dtype=xp.int64, device=backend.device())  # (samples, P)
     out = model.generate(rows, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
     return [task.tokenizer.decode(row) for row in backend.to_numpy(out)]
 
