@@ -213,6 +213,24 @@ def _minikd_train_step(model, idx, targets, config):
     return step
 
 
+def _host_reads_per_step(name, batch_size, block_size, vocab_size, seed, config):
+    """{"transfers", "syncs"} of one step, counted on the strict backend (it sees every scalar read
+    of a device array, each a wait for the GPU under CuPy); None without array-api-strict."""
+    from minikd.nn.model import TransformerLM, preset
+
+    if not backend.available("strict"):
+        return None
+    with backend.using("strict"):
+        model = TransformerLM(preset(name, vocab_size, block_size), seed=seed)
+        rng = backend.rng(seed)
+        idx = rng.integers(0, vocab_size, (batch_size, block_size))
+        step = _minikd_train_step(model, idx, rng.integers(0, vocab_size, (batch_size, block_size)), config)
+        step()  # the first step creates the optimizer's moments
+        with backend.count_host_reads() as counts:
+            step()
+    return counts
+
+
 def train_step(presets=("tiny", "small", "teacher"), batch_size=32, block_size=32, vocab_size=60, repeat=10,
                seed=0, profile=False, malloc_tuned=False, out=print):
     """Tokens per second of one AdamW training step at each preset, minikd beside PyTorch."""
@@ -233,7 +251,8 @@ def train_step(presets=("tiny", "small", "teacher"), batch_size=32, block_size=3
         tokens = batch_size * block_size
         row = {"preset": name, "params": model.num_params(), "tokens": tokens, "minikd_median_s": median,
                "minikd_tokens_per_s": tokens / median, "flops": _step_flops(model.config, batch_size, block_size),
-               "minikd_matmul_fraction": _step_flops(model.config, batch_size, block_size) / median / rate}
+               "minikd_matmul_fraction": _step_flops(model.config, batch_size, block_size) / median / rate,
+               "host_reads_per_step": _host_reads_per_step(name, batch_size, block_size, vocab_size, seed, config)}
         if torch_parts is not None:
             _, torch_step, agreement = torch_parts
             t_median, _ = _timed(torch_step, repeat)
@@ -308,6 +327,12 @@ def _print_train_step(r, out):
             line += "  (PyTorch not installed)"
         out(line)
     out("  minikd/torch > 1 means minikd's step is faster (ratio of median step times)")
+    reads = [(row["preset"], row["host_reads_per_step"]) for row in r["rows"]]
+    if all(counts is not None for _, counts in reads):
+        out("  host reads per step (counted on the strict backend): " + ", ".join(
+            f"{name} {counts['transfers']} transfers + {counts['syncs']} synchronisations" for name, counts in reads))
+    else:
+        out("  host reads per step: not counted (install array-api-strict: pip install -e \".[dev]\")")
 
 
 def add_commands(commands):
