@@ -18,9 +18,9 @@ def filter_normalized_direction(model, seed):
         if p.ndim < 2:
             direction[name] = xp.zeros_like(p.data)
             continue
-        d = rng.standard_normal(p.shape).astype(p.dtype)
+        d = xp.astype(rng.standard_normal(p.shape), p.dtype)
         rows = (p.ndim - 1,)
-        d *= xp.linalg.norm(p.data, axis=rows, keepdims=True) / xp.linalg.norm(d, axis=rows, keepdims=True)
+        d *= xp.linalg.vector_norm(p.data, axis=rows, keepdims=True) / xp.linalg.vector_norm(d, axis=rows, keepdims=True)
         direction[name] = d
     return direction
 
@@ -32,13 +32,13 @@ def loss_grid(model, loss_fn, directions, coordinates):
     list of floats in the order of ``coordinates``.
     """
     params = dict(model.named_parameters())
-    original = {name: p.data.copy() for name, p in params.items()}
+    original = {name: backend.xp().asarray(p.data, copy=True) for name, p in params.items()}
     losses = []
     try:
         with no_grad():
             for c in coordinates:
                 for name, p in params.items():
-                    p.data = original[name] + sum(ck * d[name] for ck, d in zip(c, directions))
+                    p.data = original[name] + sum(float(ck) * d[name] for ck, d in zip(c, directions))  # float: a NumPy scalar would pull d to the host
                 losses.append(float(loss_fn()))
     finally:
         for name, p in params.items():
