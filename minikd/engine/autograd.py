@@ -199,12 +199,12 @@ class Function:
         tensors = [as_tensor(x) for x in inputs]
         fn = cls()
         fn.needs_grad = _grad_enabled[0] and any(t.requires_grad for t in tensors)
-        out = Tensor(fn.forward(*[t.data for t in tensors], **options))
+        result = Tensor(fn.forward(*[t.data for t in tensors], **options))
         if fn.needs_grad:
-            out.requires_grad = True
+            result.requires_grad = True
             fn.parents = tensors
-            out.creator = fn
-        return out
+            result.creator = fn
+        return result
 
     def forward(self, *arrays, **options):
         raise NotImplementedError

@@ -30,28 +30,28 @@ def layer_norm_backward(g, xhat, rstd, gamma):
 def gelu_backward(g, x, t):
     """g·dy/dx with dy/dx = ½(1 + t) + ½x(1 − t²)·c(1 + 3a x²), t = tanh(c(x + a x³))."""
     np = backend.host_xp()
-    d = x * x
-    d *= 1.5 * GELU_A * GELU_C
-    d += 0.5 * GELU_C  # ½c(1 + 3a x²)
-    d *= x
+    dy_dx = x * x
+    dy_dx *= 1.5 * GELU_A * GELU_C
+    dy_dx += 0.5 * GELU_C  # ½c(1 + 3a x²)
+    dy_dx *= x
     one_minus_t2 = np.multiply(t, t)
     np.subtract(1.0, one_minus_t2, out=one_minus_t2)
-    d *= one_minus_t2  # ½x(1 − t²)·c(1 + 3a x²)
-    d += 0.5
-    d += np.multiply(t, 0.5, out=one_minus_t2)  # + ½(1 + t)
-    d *= g
-    return (d,)
+    dy_dx *= one_minus_t2  # ½x(1 − t²)·c(1 + 3a x²)
+    dy_dx += 0.5
+    dy_dx += np.multiply(t, 0.5, out=one_minus_t2)  # + ½(1 + t)
+    dy_dx *= g
+    return (dy_dx,)
 
 
 def causal_softmax(scores):
     """``layers.causal_softmax`` computed in one buffer."""
     np = backend.host_xp()
     S = scores.shape[-1]
-    e = np.where(np.triu(np.ones((S, S), dtype=bool), k=1), -np.inf, scores)
-    e -= e.max(axis=-1, keepdims=True)
-    np.exp(e, out=e)
-    e /= e.sum(axis=-1, keepdims=True)
-    return e
+    weights = np.where(np.triu(np.ones((S, S), dtype=bool), k=1), -np.inf, scores)
+    weights -= weights.max(axis=-1, keepdims=True)
+    np.exp(weights, out=weights)
+    weights /= weights.sum(axis=-1, keepdims=True)
+    return weights
 
 
 def softmax_backward_scaled(dA, att, scale):

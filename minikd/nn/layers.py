@@ -128,8 +128,8 @@ def causal_softmax(scores):
     """
     xp = backend.xp()
     masked = xp.where(causal_mask(scores.shape[-1]), -math.inf, scores)
-    e = xp.exp(masked - xp.max(masked, axis=-1, keepdims=True))  # the diagonal is never masked: the max is finite
-    return e / xp.sum(e, axis=-1, keepdims=True)
+    unnormalised = xp.exp(masked - xp.max(masked, axis=-1, keepdims=True))  # the diagonal is never masked
+    return unnormalised / xp.sum(unnormalised, axis=-1, keepdims=True)
 
 
 class CausalSelfAttention(Function):
