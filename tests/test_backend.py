@@ -180,6 +180,14 @@ def test_strict_generator_draws_the_numpy_numbers_on_the_device():
         assert np.array_equal(backend.to_numpy(draw), host)
 
 
+def test_available_answers_without_switching():
+    before = backend.name()
+    assert backend.available("numpy") and backend.available("strict")  # array-api-strict is in the dev extra
+    assert backend.name() == before
+    with pytest.raises(ValueError, match="'numpy', 'cupy', 'strict'; got 'jax'"):
+        backend.available("jax")
+
+
 def test_fast_paths_run_only_on_numpy():
     with backend.using("numpy"):
         assert backend.fast_paths_enabled()

@@ -128,11 +128,11 @@ def array_module():
 def available(name_):
     """True when backend ``name_`` can be used here (its library is installed, a device answers)."""
     loaders = {"numpy": lambda: None, "cupy": _load_cupy, "strict": _load_strict}
-    validate_name = loaders.get(name_)
-    if validate_name is None:
+    load = loaders.get(name_)
+    if load is None:
         raise ValueError(f"backend must be one of {', '.join(map(repr, NAMES))}; got {name_!r}")
     try:
-        validate_name()
+        load()
     except RuntimeError:
         return False
     return True
