@@ -37,7 +37,7 @@ def softmax_np(x, T):
 def log_softmax(x, T):
     """log softmax(x/T) from primitives; the max shift is a constant, so it does not change the gradient."""
     s = x / T
-    shifted = s - Tensor(s.data.max(axis=-1, keepdims=True))
+    shifted = s - Tensor(backend.xp().max(s.data, axis=-1, keepdims=True))
     return shifted - shifted.exp().sum(axis=-1, keepdims=True).log()
 
 
@@ -58,7 +58,7 @@ def distillation_loss(z, v, targets, lam, T, divergence="forward_kl", beta=0.5, 
     """The distillation objective built from primitives, mirroring functional.distillation_loss."""
     V = z.shape[-1]
     z = z.reshape(-1, V)
-    v = v.reshape(-1, V)
+    v = backend.xp().reshape(v, (-1, V))
     targets = backend.to_numpy(targets).reshape(-1)
     kept = np.flatnonzero(targets != ignore_index)
     rows, cols = backend.from_numpy(kept), backend.from_numpy(targets[kept])

@@ -15,6 +15,10 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile("dev", max_examples=100, deadline=None)
+settings.register_profile(  # the second CI pass, on the strict backend: the array code, fewer draws
+    "ci-strict", derandomize=True, max_examples=10, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 seeds = st.integers(0, 2**31 - 1)
 temperatures = st.floats(math.log(0.05), math.log(50.0)).map(math.exp)

@@ -91,7 +91,7 @@ def test_detach_cuts_the_graph():
 def test_python_numbers_keep_float32():
     x = Tensor(backend.from_numpy(np.ones(3, dtype=np.float32)), requires_grad=True)
     y = (2.0 * x + 1) / 3.0 - 0.5
-    assert y.dtype == np.float32
+    assert y.dtype == backend.dtype("float32")
 
 
 def test_backward_argument_errors():

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+from minikd import backend
 from minikd.tools import cli
 
 
@@ -21,7 +22,9 @@ def test_bench_kd_loss_writes_json(tmp_path, capsys):
     assert cli.main(["bench", "kd-loss", "--N", "256", "--V", "4000", "--repeat", "2", "--json", str(path)]) == 0
     result = json.loads(path.read_text())
     assert result["N"] == 256 and result["V"] == 4000 and result["minikd"]["median_s"] > 0
-    assert 0 < result["minikd"]["peak_extra_logit_buffers"] < 3
+    # the fused NumPy path holds its gradient and one more logit-sized array; the plain path (cupy,
+    # strict) about eleven full-size temporaries at its peak
+    assert 0 < result["minikd"]["peak_extra_logit_buffers"] < (3 if backend.fast_paths_enabled() else 12)
     if result["torch"] is not None:  # PyTorch is optional: when present, values and gradients must agree
         assert result["torch"]["agrees"]
     assert "kd-loss" in capsys.readouterr().out

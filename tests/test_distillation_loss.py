@@ -129,15 +129,6 @@ def test_divergence_is_averaged_over_the_positions_cross_entropy_keeps():
     assert np.all(grad[~kept] == 0.0)
 
 
-def test_chunked_pass_equals_a_single_block(monkeypatch):
-    rng = np.random.default_rng(3)
-    z, v, y = rng.standard_normal((37, 11)), rng.standard_normal((37, 11)), rng.integers(0, 11, 37)
-    whole = loss_and_grad(z, v, y, lam=0.6, T=1.5, divergence="jsd")
-    monkeypatch.setitem(F.CHUNK_ELEMENTS, backend.name(), 3 * 11)  # 13 blocks of 3 rows
-    chunked = loss_and_grad(z, v, y, lam=0.6, T=1.5, divergence="jsd")
-    assert np.isclose(whole[0], chunked[0], rtol=1e-13) and np.allclose(whole[1], chunked[1], rtol=1e-13)
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_result_keeps_the_logits_dtype(dtype):
     z = np.random.default_rng(0).standard_normal((4, 6)).astype(dtype)

@@ -308,7 +308,7 @@ def test_each_tutorial_ends_by_pointing_at_its_exercises():
     for path in tutorial_paths():
         last = open(path, encoding="utf-8").read().rsplit("# %% [markdown]\n", 1)[1]
         prose = " ".join(line.removeprefix("# ") for line in last.splitlines())
-        assert prose.startswith("**Exercises.**") and "minikd exercise check" in prose, path
+        assert prose.startswith("**Graded exercises.**") and "minikd exercise check" in prose, path
         named = {name for name in NAMES if re.search(rf"\b{name}\b", prose)}
         assert named, path
 

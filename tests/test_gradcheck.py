@@ -12,8 +12,9 @@ class WrongSoftmax(Function):
     """A softmax whose backward forgets the −y·Σ(g·y) term: a classic mistake."""
 
     def forward(self, x):
-        e = backend.xp().exp(x - x.max(axis=-1, keepdims=True))
-        self.y = e / e.sum(axis=-1, keepdims=True)
+        xp = backend.xp()
+        e = xp.exp(x - xp.max(x, axis=-1, keepdims=True))
+        self.y = e / xp.sum(e, axis=-1, keepdims=True)
         return self.y
 
     def backward(self, g):

@@ -87,7 +87,7 @@ def test_load_state_dict_errors():
     with pytest.raises(ValueError, match="missing"):
         model.load_state_dict({k: v for k, v in state.items() if k != "wte.weight"})
     with pytest.raises(ValueError, match="wte.weight"):
-        model.load_state_dict({**state, "wte.weight": state["wte.weight"][:3]})
+        model.load_state_dict({**state, "wte.weight": state["wte.weight"][:3, ...]})
 
 
 def test_tiny_model_overfits_a_tiny_batch():

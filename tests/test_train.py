@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -137,5 +138,7 @@ def test_bench_train_step_runs_and_agrees_with_pytorch_when_present(capsys):
                  "--block-size", "8"]) == 0
     printed = capsys.readouterr().out
     assert "tiny" in printed
+    counted = re.search(r"host reads per step \(counted on the strict backend\): tiny 0 transfers \+ (\d+) sync", printed)
+    assert counted and 0 < int(counted.group(1)) <= 8, printed  # the bound of tests/test_host_reads.py
     if "PyTorch not installed" not in printed:
         assert "agree" in printed and "DISAGREE" not in printed

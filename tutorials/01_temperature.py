@@ -29,7 +29,7 @@ np = backend.host_xp()  # small host arrays for printing and plotting
 
 # %%
 words = ["cat", "dog", "bird", "fox", "cats", "runs", "the", "."]
-logits = xp.asarray([4.0, 3.9, 3.6, 3.4, 0.5, -1.0, -2.0, -3.0])
+logits = backend.asarray([4.0, 3.9, 3.6, 3.4, 0.5, -1.0, -2.0, -3.0])  # on the backend's device
 temperatures = [0.5, 1.0, 2.0, 5.0]
 probs = {f"T = {T:g}": backend.to_numpy(F.softmax(logits, T=T).data) for T in temperatures}
 for label, p in probs.items():
@@ -89,14 +89,14 @@ assert soft[:4].sum() > 0.9 and entropy(soft) > 1.0
 rng = backend.rng(0)
 z = rng.standard_normal((5, 8))  # student logits: 5 positions, 8 classes
 v = rng.standard_normal((5, 8)) * 2  # teacher logits
-y = xp.asarray([0, 3, 1, 7, 2])
+y = backend.asarray([0, 3, 1, 7, 2])
 lam, T = 0.3, 2.0
 
 student_hard = F.log_softmax(z, T=1.0).data  # student at T = 1
 student_soft = F.log_softmax(z, T=T).data  # student at T
 teacher_soft = F.softmax(v, T=T).data  # teacher at T
-student_loss = -student_hard[xp.arange(5), y].mean()
-distill = (teacher_soft * (xp.log(teacher_soft) - student_soft)).sum(axis=-1).mean()
+student_loss = -xp.mean(xp.take_along_axis(student_hard, y[:, None], axis=-1))  # −log q[r, y_r]
+distill = xp.mean(xp.sum(teacher_soft * (xp.log(teacher_soft) - student_soft), axis=-1))
 by_hand = (1 - lam) * student_loss + lam * T**2 * distill
 fused = F.distillation_loss(z, v, y, lam=lam, T=T).item()
 print(f"by hand {float(by_hand):.10f}   distillation_loss {fused:.10f}")
@@ -107,7 +107,7 @@ assert abs(float(by_hand) - fused) < 1e-10
 # gives a different number.
 
 # %%
-wrong = (1 - lam) * (-student_soft[xp.arange(5), y].mean()) + lam * T**2 * distill
+wrong = (1 - lam) * -xp.mean(xp.take_along_axis(student_soft, y[:, None], axis=-1)) + lam * T**2 * distill
 print(f"student loss at T instead of 1: {float(wrong):.4f} (not {fused:.4f})")
 assert abs(float(wrong) - fused) > 1e-3
 
@@ -117,7 +117,7 @@ assert abs(float(wrong) - fused) > 1e-3
 # distillation loss uses the same T on both sides. Next: the gradients of these losses, by hand.
 
 # %% [markdown]
-# **Exercises.** `softmax_temperature` (softmax with T) and `log_softmax` (a numerically stable
+# **Graded exercises.** `softmax_temperature` (softmax with T) and `log_softmax` (a numerically stable
 # log-softmax). Start one with `minikd exercise show softmax_temperature --stub
 # softmax_temperature.py` (or `--notebook`), grade it with `minikd exercise check
 # softmax_temperature softmax_temperature.py`; `minikd exercise list` shows them all.

@@ -22,7 +22,7 @@ np = backend.host_xp()
 rng = backend.rng(1)
 z = rng.standard_normal((6, 5))
 v = rng.standard_normal((6, 5)) * 2
-y = xp.asarray([0, 1, 2, 3, 4, 0])
+y = backend.asarray([0, 1, 2, 3, 4, 0])  # on the backend's device
 T = 2.0
 
 # %% [markdown]
@@ -65,29 +65,29 @@ for lam_additive in (0.5, 1.0, 3.0):
 # the class the teacher thinks least likely. That is dark knowledge, seen on three classes.
 
 # %%
-teacher = xp.asarray([1.0, 2.0, 0.0])
-label = xp.asarray([0])
+teacher = xp.asarray([1.0, 2.0, 0.0], device=backend.device())
+label = backend.asarray([0])
 steps = tutorial.pick(120, 40)
 grid = [(i / steps, j / steps, 1 - (i + j) / steps) for i in range(1, steps) for j in range(1, steps - i)]
-q = xp.asarray(grid)  # (n, 3) interior points of the simplex
+q = xp.asarray(grid, device=backend.device())  # (n, 3) interior points of the simplex
 log_q = xp.log(q)  # logits whose softmax is q (any constant shift is the same distribution)
 
 
 def objective(lam, T):
     """The loss of every grid point at once (each point is one student): (1 − λ)·(−log q_0) + λ·T²·KL."""
     p_T = F.softmax(teacher, T=T).data  # (3,)
-    kl = (p_T * (xp.log(p_T) - F.log_softmax(log_q, T=T).data)).sum(axis=-1)  # (n,)
+    kl = xp.sum(p_T * (xp.log(p_T) - F.log_softmax(log_q, T=T).data), axis=-1)  # (n,)
     return (1 - lam) * -log_q[:, 0] + lam * T * T * kl
 
 
 for k in (0, len(grid) // 2):  # the vectorised form agrees with distillation_loss at single points
-    one = F.distillation_loss(log_q[k:k + 1], teacher[None], label, lam=0.3, T=2.0).item()
+    one = F.distillation_loss(log_q[k:k + 1, ...], teacher[None, ...], label, lam=0.3, T=2.0).item()
     assert abs(one - float(objective(0.3, 2.0)[k])) < 1e-10
 
 
 def panel(lam, T):
     values = objective(lam, T)
-    best = int(values.argmin())
+    best = int(xp.argmin(values))
     marks = {"minimum on the grid": grid[best], "teacher p (T = 1)": backend.to_numpy(F.softmax(teacher).data)}
     return backend.to_numpy(q), backend.to_numpy(values), marks, grid[best]
 
@@ -125,7 +125,7 @@ assert mass_on_class_2[0] < mass_on_class_2[-1]
 # whatever T is; for λ < 1, a higher T lets the teacher's small probabilities pull harder.
 
 # %% [markdown]
-# **Exercises.** `combined_objective` (both forms and the gradient) and `jsd` (the generalised JSD).
+# **Graded exercises.** `combined_objective` (both forms and the gradient) and `jsd` (the generalised JSD).
 # Start one with `minikd exercise show combined_objective --stub combined_objective.py` (or
 # `--notebook`), grade it with `minikd exercise check combined_objective combined_objective.py`;
 # `minikd exercise list` shows them all.

@@ -29,7 +29,8 @@ a = Tensor(rng.standard_normal((2, 3)), requires_grad=True)
 b = Tensor(rng.standard_normal((2, 3)), requires_grad=True)
 f = (a * b + a).sum()
 f.backward()
-assert xp.allclose(a.grad, b.data + 1) and xp.allclose(b.grad, a.data)
+host = backend.to_numpy  # compare on the host
+assert backend.host_xp().allclose(host(a.grad), host(b.data + 1)) and backend.host_xp().allclose(host(b.grad), host(a.data))
 print("∂f/∂a = b + 1 and ∂f/∂b = a, as derived")
 
 # %% [markdown]
@@ -99,9 +100,9 @@ print(tutorial.save_figure(fig, "04_teacher_curve.png"))
 
 # %%
 task = data.GrammarTask(train_tokens=5_000, seed=0)
-prefix = xp.asarray([task.tokenizer.encode(". the")])
+prefix = backend.asarray([task.tokenizer.encode(". the")])  # on the backend's device
 truth = task.true_probs(prefix)[0, -1]
-model = backend.to_numpy(F.softmax(teacher(prefix)).data[0, -1])
+model = backend.to_numpy(F.softmax(teacher(prefix)).data[0, -1, :])
 top = sorted(range(len(truth)), key=lambda i: -truth[i])[:6]
 for i in top:
     print(f"{task.tokenizer.symbols[i]:>8s}  truth {truth[i]:.3f}  teacher {model[i]:.3f}")
@@ -112,7 +113,7 @@ for i in top:
 # gets within a few thousandths of a nat per token of the entropy floor. Next: distilling it into a student.
 
 # %% [markdown]
-# **Exercises.** `autograd_function` (a sigmoid Function, forward and backward),
+# **Graded exercises.** `autograd_function` (a sigmoid Function, forward and backward),
 # `layer_norm_backward`, `attention_backward` and `adamw_step`. Start one with `minikd exercise show
 # attention_backward --stub attention_backward.py` (or `--notebook`), grade it with `minikd exercise
 # check attention_backward attention_backward.py`; `minikd exercise list` shows them all.

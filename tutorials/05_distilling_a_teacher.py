@@ -103,7 +103,7 @@ print(tutorial.save_figure(fig, "05_lambda_schedule.png"))
 # data the CE-only student catches up.
 
 # %% [markdown]
-# **Exercises.** `distillation_step` (the order of a distillation training step). Start one with
+# **Graded exercises.** `distillation_step` (the order of a distillation training step). Start one with
 # `minikd exercise show distillation_step --stub distillation_step.py` (or `--notebook`), grade it
 # with `minikd exercise check distillation_step distillation_step.py`; `minikd exercise list` shows
 # them all.

@@ -117,6 +117,6 @@ if not tutorial.FAST:
 # measure on held-out data with trusted labels.
 
 # %% [markdown]
-# **Exercises.** `pgr` (the performance gap recovered). Start one with `minikd exercise show pgr
+# **Graded exercises.** `pgr` (the performance gap recovered). Start one with `minikd exercise show pgr
 # --stub pgr.py` (or `--notebook`), grade it with `minikd exercise check pgr pgr.py`; `minikd
 # exercise list` shows them all.

@@ -112,7 +112,7 @@ print(tutorial.save_figure(fig, "08_sequence_level.png"))
 # errors (see the README's measurements).
 
 # %% [markdown]
-# **Exercises.** none of its own; its on-policy loss is the soft term of exercises `kl` and
+# **Graded exercises.** none of its own; its on-policy loss is the soft term of exercises `kl` and
 # `t_squared`, and its training loop the order of exercise `distillation_step`. Start one with
 # `minikd exercise show distillation_step --stub distillation_step.py` (or `--notebook`), grade it
 # with `minikd exercise check distillation_step distillation_step.py`; `minikd exercise list` shows

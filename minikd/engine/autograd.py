@@ -34,12 +34,13 @@ def unbroadcast(grad, shape):
 
     If ``y = broadcast(x)`` then ``dL/dx`` is ``dL/dy`` summed over every broadcast axis.
     """
+    xp = backend.xp()
     extra = grad.ndim - len(shape)
     if extra > 0:
-        grad = grad.sum(axis=tuple(range(extra)))
+        grad = xp.sum(grad, axis=tuple(range(extra)))
     axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
     if axes:
-        grad = grad.sum(axis=axes, keepdims=True)
+        grad = xp.sum(grad, axis=axes, keepdims=True)
     return grad
 
 
@@ -57,10 +58,10 @@ class Tensor:
             data = data.data
         self.data = backend.asarray(data)
         if requires_grad and not backend.is_float_dtype(self.data.dtype):
-            raise TypeError(f"only float tensors can require grad, got dtype {self.data.dtype}")
+            raise TypeError(f"only float tensors can require grad, got dtype {backend.dtype_name(self.data.dtype)}")
         self.requires_grad = bool(requires_grad)
         self.grad = None
-        self._ctx = None  # the Function that produced this tensor, when recorded
+        self.creator = None  # the Function that produced this tensor, when recorded
 
     # ---- array-like views --------------------------------------------------------------------
     @property
@@ -80,7 +81,7 @@ class Tensor:
         return self.data.size
 
     def __len__(self):
-        return len(self.data)
+        return self.data.shape[0]
 
     def __repr__(self):
         grad = ", requires_grad=True" if self.requires_grad else ""
@@ -94,7 +95,7 @@ class Tensor:
         """The value of a one-element tensor as a Python float."""
         if self.data.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
-        return float(backend.to_numpy(self.data).reshape(()))
+        return float(backend.xp().reshape(self.data, ()))  # a synchronisation: waits for the device
 
     def detach(self):
         """A new tensor sharing the data, cut from the graph (no gradient flows through it)."""
@@ -129,14 +130,11 @@ class Tensor:
             g = grads.pop(id(node), None)
             if g is None:  # every op on the path returned no gradient for this node
                 continue
-            if node._ctx is None:  # a leaf: accumulate, never aliasing another leaf's grad
-                if node.grad is not None:
-                    node.grad = node.grad + g
-                else:
-                    node.grad = g.copy() if id(g) in handed_out or g.base is not None else g
+            if node.creator is None:  # a leaf: accumulate into its own array, never another's
+                node.grad = node.grad + g if node.grad is not None else _own_copy(g, handed_out)
                 handed_out.add(id(node.grad))
                 continue
-            for parent, pg in zip(node._ctx.parents, node._ctx.backward(g)):
+            for parent, pg in zip(node.creator.parents, node.creator.backward(g)):
                 if pg is None or not parent.requires_grad:
                     continue
                 pg = unbroadcast(pg, parent.shape)
@@ -157,9 +155,20 @@ def _reverse_topological_order(root):
             continue
         seen.add(id(node))
         stack.append((node, True))
-        if node._ctx is not None:
-            stack.extend((p, False) for p in node._ctx.parents if p.requires_grad and id(p) not in seen)
+        if node.creator is not None:
+            stack.extend((p, False) for p in node.creator.parents if p.requires_grad and id(p) not in seen)
     return reversed(order)
+
+
+def _own_copy(grad, handed_out):
+    """A leaf's first gradient as an array nobody else holds (optimizers update ``.grad`` in place).
+
+    Plain path: a copy. Fast path (NumPy only): keep ``grad`` itself when it is a fresh array (not
+    a view, not handed to another leaf or to ``backward``), which saves one copy per parameter.
+    """
+    if backend.on_host() and id(grad) not in handed_out and grad.base is None:
+        return grad
+    return backend.xp().asarray(grad, copy=True)
 
 
 def as_tensor(x, like=None):
@@ -167,7 +176,7 @@ def as_tensor(x, like=None):
     if isinstance(x, Tensor):
         return x
     if like is not None and isinstance(x, (int, float)):
-        return Tensor(backend.xp().asarray(x, dtype=like.dtype))
+        return Tensor(backend.asarray(x, dtype=like.dtype))
     return Tensor(x)
 
 
@@ -190,12 +199,12 @@ class Function:
         tensors = [as_tensor(x) for x in inputs]
         fn = cls()
         fn.needs_grad = _grad_enabled[0] and any(t.requires_grad for t in tensors)
-        out = Tensor(fn.forward(*[t.data for t in tensors], **options))
+        result = Tensor(fn.forward(*[t.data for t in tensors], **options))
         if fn.needs_grad:
-            out.requires_grad = True
+            result.requires_grad = True
             fn.parents = tensors
-            out._ctx = fn
-        return out
+            result.creator = fn
+        return result
 
     def forward(self, *arrays, **options):
         raise NotImplementedError

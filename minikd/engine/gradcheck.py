@@ -40,22 +40,30 @@ class GradcheckError(AssertionError):
 def _as_float64(x):
     """Float Tensors become float64 leaf copies (keeping requires_grad); anything else is passed through."""
     if isinstance(x, Tensor) and backend.is_float_dtype(x.dtype):
-        return Tensor(x.data.astype("float64"), requires_grad=x.requires_grad)
+        return Tensor(backend.xp().astype(x.data, backend.dtype("float64")), requires_grad=x.requires_grad)
     return x
 
 
 def _numeric_gradient(objective, x, eps):
-    """Central differences (f(x + eps·e_k) − f(x − eps·e_k)) / 2eps for every element k of ``x.data``."""
-    flat = x.data.reshape(-1)  # a view: writing to it perturbs the input in place
+    """Central differences (f(x + eps·e_k) − f(x − eps·e_k)) / 2eps for every element k of ``x.data``.
+
+    Each perturbed input is made on the host and copied to the device (no in-place view writes,
+    which not every array library shares); ``x.data`` is restored at the end.
+    """
+    original = x.data
+    values = backend.to_numpy(original).reshape(-1)  # (n,) host copy
     numeric = []
-    for k in range(flat.size):
-        original = flat[k].copy()
-        flat[k] = original + eps
-        upper = objective()
-        flat[k] = original - eps
-        lower = objective()
-        flat[k] = original
-        numeric.append((upper - lower) / (2 * eps))
+    try:
+        for k in range(values.size):
+            evaluations = []
+            for step in (eps, -eps):
+                perturbed = values.copy()
+                perturbed[k] += step
+                x.data = backend.from_numpy(perturbed.reshape(original.shape))
+                evaluations.append(objective())
+            numeric.append((evaluations[0] - evaluations[1]) / (2 * eps))
+    finally:
+        x.data = original
     return numeric
 
 
@@ -73,11 +81,12 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-6, rtol=1e-4, seed=0):
     if not checked:
         raise ValueError("gradcheck needs at least one input Tensor with requires_grad=True")
     with backend.default_dtype_as("float64"):
-        out = fn(*args)
-        if not isinstance(out, Tensor):
-            raise TypeError(f"fn must return a Tensor, got {type(out).__name__}")
-        cotangent = backend.rng(seed).standard_normal(out.shape) if out.ndim else xp.ones(())
-        out.backward(cotangent)
+        result = fn(*args)
+        if not isinstance(result, Tensor):
+            raise TypeError(f"fn must return a Tensor, got {type(result).__name__}")
+        cotangent = (backend.rng(seed).standard_normal(result.shape) if result.ndim
+                     else xp.ones((), dtype=result.dtype, device=backend.device()))
+        result.backward(cotangent)
 
         def objective():
             with no_grad():
@@ -87,7 +96,8 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-6, rtol=1e-4, seed=0):
         worst, worst_ratio, count = None, -1.0, 0
         for i in checked:
             x = args[i]
-            analytic = backend.to_numpy(xp.zeros(x.shape) if x.grad is None else x.grad).reshape(-1)
+            analytic = (backend.host_xp().zeros(x.size) if x.grad is None
+                        else backend.to_numpy(x.grad).reshape(-1))
             for k, numeric in enumerate(_numeric_gradient(objective, x, eps)):
                 error = abs(float(analytic[k]) - numeric)
                 max_abs = max(max_abs, error)
@@ -128,13 +138,12 @@ def directional_gradcheck(loss_fn, params, eps=1e-6, rtol=1e-6, seed=0):
     xp = backend.xp()
     params = list({id(p): p for p in params}.values())
     rng = backend.rng(seed)
-    directions = [rng.standard_normal(p.shape).astype(p.dtype) for p in params]
+    directions = [xp.astype(rng.standard_normal(p.shape), p.dtype) for p in params]
     for p in params:
         p.zero_grad()
     loss_fn().backward()
-    analytic = float(sum(xp.sum((xp.zeros(p.shape) if p.grad is None else p.grad) * d)
-                         for p, d in zip(params, directions)))
-    originals = [p.data.copy() for p in params]
+    analytic = float(sum(xp.sum(p.grad * d) for p, d in zip(params, directions) if p.grad is not None))
+    originals = [p.data for p in params]  # each move assigns a new array, so these stay as they are
 
     def moved(sign):
         for p, original, d in zip(params, originals, directions):

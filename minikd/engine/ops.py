@@ -104,18 +104,18 @@ class MatMul(Function):
     def backward(self, g):
         """For C = A @ B (batched over leading axes): dA = g @ Bᵀ, dB = Aᵀ @ g (transposing the last two axes)."""
         xp = backend.xp()
-        a = self.a[None, :] if self.a.ndim == 1 else self.a  # a vector is a one-row matrix
-        b = self.b[:, None] if self.b.ndim == 1 else self.b  # ... or a one-column matrix
+        a = xp.expand_dims(self.a, axis=0) if self.a.ndim == 1 else self.a  # a vector is a one-row matrix
+        b = xp.expand_dims(self.b, axis=-1) if self.b.ndim == 1 else self.b  # ... or a one-column matrix
         if self.a.ndim == 1:
-            g = xp.expand_dims(g, -2)
+            g = xp.expand_dims(g, axis=-2)
         if self.b.ndim == 1:
-            g = xp.expand_dims(g, -1)
-        ga = g @ xp.swapaxes(b, -1, -2)
-        gb = xp.swapaxes(a, -1, -2) @ g
+            g = xp.expand_dims(g, axis=-1)
+        ga = g @ xp.matrix_transpose(b)
+        gb = xp.matrix_transpose(a) @ g
         if self.a.ndim == 1:
-            ga = ga.reshape(ga.shape[:-2] + ga.shape[-1:])
+            ga = xp.squeeze(ga, axis=-2)
         if self.b.ndim == 1:
-            gb = gb[..., 0]
+            gb = xp.squeeze(gb, axis=-1)
         return ga, gb
 
 
@@ -133,20 +133,20 @@ def _expand_reduced(g, axes, keepdims):
     if keepdims:
         return g
     xp = backend.xp()
-    for a in axes:
-        g = xp.expand_dims(g, a)
+    for axis in axes:
+        g = xp.expand_dims(g, axis=axis)
     return g
 
 
 class Sum(Function):
     def forward(self, a, axis=None, keepdims=False):
         self.shape, self.axes, self.keepdims = a.shape, _axes(axis, a.ndim), keepdims
-        return a.sum(axis=self.axes, keepdims=keepdims)
+        return backend.xp().sum(a, axis=self.axes, keepdims=keepdims)
 
     def backward(self, g):
         """d(Σ_i a_i)/da_j = 1: the gradient is copied to every summed element."""
         g = _expand_reduced(g, self.axes, self.keepdims)
-        return (backend.xp().broadcast_to(g, self.shape).copy(),)
+        return (backend.xp().broadcast_to(g, self.shape),)
 
 
 class Mean(Function):
@@ -155,24 +155,25 @@ class Mean(Function):
         self.count = 1
         for ax in self.axes:
             self.count *= a.shape[ax]
-        return a.mean(axis=self.axes, keepdims=keepdims)
+        return backend.xp().mean(a, axis=self.axes, keepdims=keepdims)
 
     def backward(self, g):
         """d(mean a)/da_j = 1/n, n the number of averaged elements."""
         g = _expand_reduced(g, self.axes, self.keepdims) / self.count
-        return (backend.xp().broadcast_to(g, self.shape).copy(),)
+        return (backend.xp().broadcast_to(g, self.shape),)
 
 
 class Max(Function):
     def forward(self, a, axis=None, keepdims=False):
+        xp = backend.xp()
         self.axes, self.keepdims = _axes(axis, a.ndim), keepdims
-        y = a.max(axis=self.axes, keepdims=True)
-        self.is_max = a == y  # where the maximum is attained
-        return y if keepdims else y.reshape([n for i, n in enumerate(a.shape) if i not in self.axes])
+        y = xp.max(a, axis=self.axes, keepdims=True)
+        self.is_max = xp.astype(a == y, a.dtype)  # 1 where the maximum is attained, else 0
+        return y if keepdims else xp.squeeze(y, axis=self.axes)
 
     def backward(self, g):
         """d(max a)/da_j = 1[a_j = max] / (number of ties): ties share the gradient equally."""
-        ties = self.is_max.sum(axis=self.axes, keepdims=True)
+        ties = backend.xp().sum(self.is_max, axis=self.axes, keepdims=True)
         return (_expand_reduced(g, self.axes, self.keepdims) * self.is_max / ties,)
 
 
@@ -180,37 +181,49 @@ class Max(Function):
 class Reshape(Function):
     def forward(self, a, shape):
         self.shape = a.shape
-        return a.reshape(shape)
+        return backend.xp().reshape(a, shape)
 
     def backward(self, g):
         """Reshaping moves no values: the gradient is reshaped back."""
-        return (g.reshape(self.shape),)
+        return (backend.xp().reshape(g, self.shape),)
 
 
 class Transpose(Function):
     def forward(self, a, axes=None):
         self.axes = tuple(reversed(range(a.ndim))) if axes is None else tuple(ax % a.ndim for ax in axes)
-        return a.transpose(self.axes)
+        return backend.xp().permute_dims(a, self.axes)
 
     def backward(self, g):
         """A permutation's gradient is the inverse permutation of g."""
         inverse = [0] * len(self.axes)
         for i, ax in enumerate(self.axes):
             inverse[ax] = i
-        return (g.transpose(inverse),)
+        return (backend.xp().permute_dims(g, tuple(inverse)),)
 
 
 class GetItem(Function):
     def forward(self, a, index):
         self.shape, self.dtype, self.index = a.shape, a.dtype, index
+        if _is_integer_array(index):  # rows picked along axis 0: the standard spells it take
+            return backend.xp().take(a, index, axis=0)
         return a[index]
 
     def backward(self, g):
         """y = a[index]: dL/da is g scattered back to the indexed places, repeated indices adding up."""
-        xp = backend.xp()
-        grad = xp.zeros(self.shape, dtype=g.dtype)
-        xp.add.at(grad, self.index, g)  # not grad[index] += g, which keeps one of repeated indices
+        grad = backend.xp().zeros(self.shape, dtype=g.dtype, device=backend.device())
+        if _has_integer_array(self.index):  # may repeat: a scatter-add, never grad[index] += g
+            return (backend.scatter_add(grad, self.index, g),)
+        grad[self.index] = g  # slices, integers and boolean masks select each element at most once
         return (grad,)
+
+
+def _is_integer_array(index):
+    return hasattr(index, "dtype") and backend.is_int_dtype(index.dtype) and index.ndim == 1
+
+
+def _has_integer_array(index):
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(hasattr(part, "dtype") and backend.is_int_dtype(part.dtype) for part in parts)
 
 
 # ---- the functions Tensor's operators call ----------------------------------------------------

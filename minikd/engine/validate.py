@@ -54,7 +54,7 @@ def check_choice(name, value, choices):
 def check_float_logits(name, x):
     """Logits must be a float array with at least one axis (the class axis)."""
     if not backend.is_float_dtype(x.dtype):
-        raise TypeError(f"{name} must be a float array, got dtype {x.dtype}")
+        raise TypeError(f"{name} must be a float array, got dtype {backend.dtype_name(x.dtype)}")
     if x.ndim == 0:
         raise ValueError(f"{name} must have a class axis, got a 0-d array")
 
@@ -74,23 +74,31 @@ def check_same_shape(student, teacher):
 def check_finite(name, x):
     """Raise a ValueError naming the first NaN or inf in ``x`` (one host transfer of a flag)."""
     xp = backend.xp()
-    if bool(xp.isfinite(x).all()):
+    finite = xp.isfinite(x)
+    if bool(xp.all(finite)):
         return
-    first = int((~xp.isfinite(x)).reshape(-1).argmax())
-    value = backend.to_numpy(x.reshape(-1)[first])  # only the offending element leaves the device
+    first = _first_true(~finite)
+    value = backend.to_numpy(xp.reshape(x, (-1,))[first])  # only the offending element leaves the device
     raise ValueError(f"{name} must be finite, got {value} at index {backend.unravel_index(first, x.shape)}")
+
+
+def _first_true(flags):
+    """The flat position of the first true entry of a boolean array (a host int: one synchronisation)."""
+    xp = backend.xp()
+    return int(xp.argmax(xp.astype(xp.reshape(flags, (-1,)), xp.int8)))
 
 
 def check_targets(targets, leading_shape, num_classes, ignore_index):
     """Targets: integers of the logits' leading shape, each in [0, V) or equal to ``ignore_index``."""
     if not backend.is_int_dtype(targets.dtype):
-        raise TypeError(f"targets must be integers, got dtype {targets.dtype}")
+        raise TypeError(f"targets must be integers, got dtype {backend.dtype_name(targets.dtype)}")
     if targets.shape != tuple(leading_shape):
         raise ValueError(f"targets must have the logits' leading shape {tuple(leading_shape)}, got {targets.shape}")
+    xp = backend.xp()
     bad = (targets != ignore_index) & ((targets < 0) | (targets >= num_classes))
-    if bool(bad.any()):
-        first = int(bad.reshape(-1).argmax())
-        value = int(targets.reshape(-1)[first])
+    if bool(xp.any(bad)):
+        first = _first_true(bad)
+        value = int(xp.reshape(targets, (-1,))[first])
         raise ValueError(
             f"targets must be in [0, {num_classes}) or equal ignore_index={ignore_index}, "
             f"got {value} at flat position {first}"
@@ -101,8 +109,8 @@ def check_mask(mask, leading_shape):
     """A mask is boolean (or 0/1) with the logits' leading shape; returns it as booleans."""
     if mask.shape != tuple(leading_shape):
         raise ValueError(f"mask must have the logits' leading shape {tuple(leading_shape)}, got {mask.shape}")
-    if mask.dtype.kind != "b":
-        if not bool(((mask == 0) | (mask == 1)).all()):
+    if not backend.is_bool_dtype(mask.dtype):
+        if not bool(backend.xp().all((mask == 0) | (mask == 1))):
             raise ValueError("mask must be boolean or hold only 0 and 1")
         mask = mask != 0
     return mask

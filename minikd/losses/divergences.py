@@ -15,23 +15,21 @@ def softmax_parts(x, T=1.0, axis=-1):
 
     log q = s − log Σ exp(s) with every ``s <= 0``, so no exp overflows, for any finite x and T.
     """
-    return softmax_of_shifted(x - x.max(axis=axis, keepdims=True), T, axis)
+    return softmax_of_shifted(x - backend.xp().max(x, axis=axis, keepdims=True), T, axis)
 
 
 def softmax_of_shifted(shifted, T=1.0, axis=-1):
     """``softmax_parts`` for logits already shifted by their maximum (``shifted <= 0``)."""
     xp = backend.xp()
-    s = shifted / T
-    probs = xp.exp(s)
-    total = probs.sum(axis=axis, keepdims=True)
-    probs /= total
-    s -= xp.log(total)
-    return probs, s
+    scaled = shifted / T  # (..., V), every entry <= 0
+    unnormalised = xp.exp(scaled)
+    total = xp.sum(unnormalised, axis=axis, keepdims=True)  # (..., 1), >= 1: its log is finite
+    return unnormalised / total, scaled - xp.log(total)
 
 
-def _row_dot(a, b):
-    """Σ_j a_ij·b_ij for every row i, in one pass."""
-    return backend.xp().einsum("...j,...j->...", a, b)
+def _row_dot(weights, values):
+    """Σ_j w_ij·v_ij for every row i (the last axis), in one pass."""
+    return backend.xp().vecdot(weights, values, axis=-1)
 
 
 def forward_kl(p, log_p, q, log_q, beta=None, with_grad=True):
@@ -48,13 +46,11 @@ def reverse_kl(p, log_p, q, log_q, beta=None, with_grad=True):
 
     dKL/ds = q ⊙ (r − KL) with r = log q − log p  (the softmax Jacobian applied to r; its Σq·dr term is 0).
     """
-    r = log_q - log_p
-    value = _row_dot(q, r)
+    log_ratio = log_q - log_p  # r
+    value = _row_dot(q, log_ratio)
     if not with_grad:
         return value, None
-    r -= value[..., None]
-    r *= q
-    return value, r
+    return value, q * (log_ratio - value[..., None])
 
 
 def jsd(p, log_p, q, log_q, beta=0.5, with_grad=True):
@@ -65,14 +61,12 @@ def jsd(p, log_p, q, log_q, beta=0.5, with_grad=True):
     """
     xp = backend.xp()
     log_m = xp.logaddexp(log_p + math.log(beta), log_q + math.log(1.0 - beta))
-    kl_qm_terms = log_q - log_m
-    kl_qm = _row_dot(q, kl_qm_terms)
+    log_q_over_m = log_q - log_m
+    kl_qm = _row_dot(q, log_q_over_m)
     value = beta * _row_dot(p, log_p - log_m) + (1.0 - beta) * kl_qm
     if not with_grad:
         return value, None
-    kl_qm_terms -= kl_qm[..., None]
-    kl_qm_terms *= (1.0 - beta) * q
-    return value, kl_qm_terms
+    return value, (1.0 - beta) * q * (log_q_over_m - kl_qm[..., None])
 
 
 DIVERGENCES = {"forward_kl": forward_kl, "reverse_kl": reverse_kl, "jsd": jsd}

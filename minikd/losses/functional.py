@@ -1,17 +1,19 @@
 """Softmax with temperature, NLL, cross-entropy, KL, JSD and the distillation objective.
 
 Every loss here has a hand-derived backward. ``cross_entropy``, ``kl_div``, ``jsd`` and
-``distillation_loss`` are all one fused op, ``WeightedLoss``: per position r,
-``a_r·CE(z_r, y_r) + b_r·D(p_T ‖ q_T)``, its value and gradient computed together in one pass
-over row chunks. Logits have shape [..., V]; "positions" are all leading indices.
+``distillation_loss`` are all one op, ``WeightedLoss``: per position r,
+``a_r·CE(z_r, y_r) + b_r·D(p_T ‖ q_T)``, its value and closed-form gradient computed together
+(``plain.py``; ``fused.py`` is the same sum in chunks on threads, NumPy only).
+Logits have shape [..., V]; "positions" are all leading indices.
 """
 
 from minikd.engine import backend, validate
 from minikd.engine.autograd import Function, Tensor, data_of
-from minikd.losses.divergences import DIVERGENCES, softmax_of_shifted, softmax_parts
+from minikd.losses import fused
+from minikd.losses import plain as plain_path
+from minikd.losses.divergences import DIVERGENCES, softmax_parts
 
-FORMS = ("interpolate", "additive")  # (1 − λ)·CE + λ·s·D, or CE + λ·s·D
-CHUNK_ELEMENTS = {"numpy": 1 << 15, "cupy": 1 << 24}  # logits per block: a few fit in L2 on CPU; large on GPU
+FORMS = ("interpolate", "additive")  # (1 − λ)·CE + λ·scale·D, or CE + λ·scale·D
 
 
 # ---- softmax with temperature ----------------------------------------------------------------
@@ -24,7 +26,7 @@ class Softmax(Function):
     def backward(self, g):
         """y = softmax(x/T): dL/dx = y ⊙ (g − Σ_j g_j y_j) / T."""
         gy = g * self.y
-        return ((gy - self.y * gy.sum(axis=self.axis, keepdims=True)) / self.T,)
+        return ((gy - self.y * backend.xp().sum(gy, axis=self.axis, keepdims=True)) / self.T,)
 
 
 class LogSoftmax(Function):
@@ -35,7 +37,7 @@ class LogSoftmax(Function):
 
     def backward(self, g):
         """y = log softmax(x/T): dL/dx = (g − softmax(x/T) · Σ_j g_j) / T."""
-        return ((g - self.probs * g.sum(axis=self.axis, keepdims=True)) / self.T,)
+        return ((g - self.probs * backend.xp().sum(g, axis=self.axis, keepdims=True)) / self.T,)
 
 
 def _logits(name, x):
@@ -63,112 +65,78 @@ def log_softmax(x, T=1.0, axis=-1):
 # ---- negative log-likelihood ------------------------------------------------------------------
 class NLLLoss(Function):
     def forward(self, log_probs, targets, weights):
-        self.shape, self.weights = log_probs.shape, weights
-        flat = log_probs.reshape(-1, log_probs.shape[-1])  # (N, V)
-        self.rows = backend.xp().arange(flat.shape[0])
-        self.targets = targets
-        return -(weights * flat[self.rows, targets]).sum()
+        xp = backend.xp()
+        self.shape, self.weights, self.targets = log_probs.shape, weights, targets
+        flat = xp.reshape(log_probs, (-1, log_probs.shape[-1]))  # (N, V)
+        picked = xp.take_along_axis(flat, targets[:, None], axis=-1)[:, 0]  # (N,): log_probs[r, y_r]
+        return -xp.sum(weights * picked)
 
     def backward(self, g):
         """L = −Σ_r w_r·log_probs[r, y_r]: dL/dlog_probs[r, j] = −w_r·1[j = y_r]."""
-        grad = backend.xp().zeros((len(self.rows), self.shape[-1]), dtype=g.dtype)  # (N, V)
-        grad[self.rows, self.targets] = -g * self.weights
-        return (grad.reshape(self.shape),)
+        onehot = plain_path.one_hot(self.targets, self.shape[-1], g.dtype)  # (N, V)
+        return (backend.xp().reshape(-g * self.weights[:, None] * onehot, self.shape),)
 
 
 def _mean_weights(keep, empty_message):
     """Weights 1/N on the N kept positions (flat), 0 elsewhere; a ValueError when N = 0."""
-    count = int(keep.sum())
+    count = int(backend.xp().sum(backend.xp().astype(keep, backend.xp().int64)))
     if count == 0:
         raise ValueError(f"{empty_message}; the mean is undefined")
-    return keep.reshape(-1) / count
+    xp = backend.xp()
+    return xp.astype(xp.reshape(keep, (-1,)), xp.float64) / count
 
 
 def _position_weights(targets, leading_shape, num_classes, ignore_index):
     """Flat targets with ignored ones replaced by 0, and weights 1/N_valid on the kept positions."""
     targets = data_of(targets)
     validate.check_targets(targets, leading_shape, num_classes, ignore_index)
-    targets = targets.reshape(-1)
+    xp = backend.xp()
+    targets = xp.reshape(targets, (-1,))
     keep = targets != ignore_index
     weights = _mean_weights(keep, f"every position is ignored (all targets equal ignore_index={ignore_index})")
-    return backend.xp().where(keep, targets, 0), weights
+    return xp.where(keep, targets, xp.zeros_like(targets)), weights
 
 
 def nll_loss(log_probs, targets, ignore_index=-100):
     """−mean over kept positions of ``log_probs[..., y]``; positions whose target is ``ignore_index`` are skipped."""
     lp = _logits("log_probs", log_probs)
     safe_targets, weights = _position_weights(targets, lp.shape[:-1], lp.shape[-1], ignore_index)
-    return NLLLoss.apply(log_probs, targets=safe_targets, weights=weights.astype(lp.dtype))
+    return NLLLoss.apply(log_probs, targets=safe_targets, weights=backend.xp().astype(weights, lp.dtype))
 
 
-# ---- the fused loss: cross-entropy and a divergence, value and gradient in one pass ----------------
+# ---- the combined loss: cross-entropy and a divergence, value and gradient side by side ------------
 class WeightedLoss(Function):
-    """L = Σ_r a_r·CE(z_r, y_r) + b_r·D(p_T,r ‖ q_T,r) with p_T = softmax(v/T), q_T = softmax(z/T)."""
+    """L = Σ_r a_r·CE(z_r, y_r) + b_r·D(p_T,r ‖ q_T,r) with p_T = softmax(v/T), q_T = softmax(z/T).
+
+    The plain closed form (``weighted_loss_and_grad``) runs everywhere; under NumPy, for logits of
+    at least ``fused.MIN_ELEMENTS`` entries and with ``backend.fast_paths`` on, the chunked,
+    threaded ``fused.weighted_loss_and_grad`` computes the same numbers faster.
+    """
 
     def forward(self, z, teacher=None, targets=None, ce_weights=None, div_weights=None,
                 T=1.0, divergence="forward_kl", beta=0.5):
-        xp = backend.xp()
         self.shape = z.shape
-        z = z.reshape(-1, z.shape[-1])  # (N, V)
-        v = None if teacher is None else teacher.reshape(z.shape)
-        self.grad = xp.empty_like(z) if self.needs_grad else None
-        rows = max(1, CHUNK_ELEMENTS[backend.name()] // z.shape[1])
-
-        def rows_loss(start):
-            part = slice(start, start + rows)
-            with backend.ignore_float_errors():  # bad logits surface as a clear error in _weighted_loss
-                return _weighted_loss_rows(
-                    z[part],
-                    None if v is None else v[part],
-                    None if targets is None else targets[part],
-                    None if ce_weights is None else ce_weights[part],
-                    None if div_weights is None else div_weights[part],
-                    T, DIVERGENCES[divergence], beta,
-                    None if self.grad is None else self.grad[part],
-                )
-
-        return sum(backend.map_blocks(rows_loss, range(0, z.shape[0], rows)), xp.zeros((), dtype=z.dtype))
+        rows = (backend.xp().reshape(z, (-1, z.shape[-1])),  # (N, V)
+                None if teacher is None else backend.xp().reshape(teacher, (-1, z.shape[-1])))
+        path = fused if backend.fast_paths_enabled() and z.size >= fused.MIN_ELEMENTS else plain_path
+        with backend.ignore_float_errors():  # bad logits surface as a clear error in _weighted_loss
+            loss, self.dloss_dz = path.weighted_loss_and_grad(*rows, targets, ce_weights, div_weights, T,
+                                                              DIVERGENCES[divergence], beta, self.needs_grad)
+        return loss
 
     def backward(self, g):
         """dL/dz_r = a_r·(softmax(z_r) − onehot(y_r)) + (b_r/T)·dD/ds_r; already computed in forward.
 
         For forward KL dD/ds = q_T − p_T, so the whole gradient is one closed form.
         """
-        return (g * self.grad.reshape(self.shape),)  # a fresh array: the leaf may keep it without a copy
-
-
-def _weighted_loss_rows(z, v, y, a, b, T, divergence, beta, grad):
-    """One block of rows: return Σ a·CE + b·D, and write its gradient into ``grad`` (if given)."""
-    xp = backend.xp()
-    total = xp.zeros((), dtype=z.dtype)
-    shifted = z - z.max(axis=-1, keepdims=True)  # (c, V), every entry <= 0
-    if y is not None:  # cross-entropy at T=1: CE = log Σ exp(z − m) − (z_y − m)
-        rows = xp.arange(z.shape[0])
-        unnormalised = xp.exp(shifted)
-        norm = unnormalised.sum(axis=-1)
-        total = total + (a * (xp.log(norm) - shifted[rows, y])).sum()
-        if grad is not None:  # a·(softmax(z) − onehot(y))
-            xp.multiply(unnormalised, (a / norm)[:, None], out=grad)
-            grad[rows, y] -= a
-    if v is not None:
-        q, log_q = softmax_of_shifted(shifted, T)
-        p, log_p = softmax_parts(v, T)
-        values, dD_ds = divergence(p, log_p, q, log_q, beta, with_grad=grad is not None)
-        total = total + (b * values).sum()
-        if grad is not None:  # chain rule through s = z/T: dD/dz = dD/ds / T
-            dD_ds *= (b / T)[:, None]
-            if y is None:
-                grad[...] = dD_ds
-            else:
-                grad += dD_ds
-    return total
+        return (g * backend.xp().reshape(self.dloss_dz, self.shape),)  # a fresh array: the leaf may keep it
 
 
 def _weighted_loss(student_logits, teacher, targets, ce_weights, div_weights, T, divergence="forward_kl", beta=0.5):
     """Apply WeightedLoss and turn a non-finite result into an error that names the bad input."""
     loss = WeightedLoss.apply(student_logits, teacher=teacher, targets=targets, ce_weights=ce_weights,
                               div_weights=div_weights, T=T, divergence=divergence, beta=beta)
-    if not bool(backend.xp().isfinite(loss.data)):
+    if not bool(backend.xp().isfinite(loss.data)):  # one synchronisation per loss
         validate.check_finite("student_logits", data_of(student_logits))
         if teacher is not None:
             validate.check_finite("teacher_logits", teacher)
@@ -194,22 +162,23 @@ def _teacher(teacher_logits, student):
     teacher = data_of(teacher_logits)
     validate.check_float_logits("teacher_logits", teacher)
     validate.check_same_shape(student.data, teacher)
-    return teacher.astype(student.dtype, copy=False)
+    return backend.xp().astype(teacher, student.dtype, copy=False)
 
 
 def cross_entropy(logits, targets, ignore_index=-100):
     """Mean over kept positions of −log softmax(z)[y]; gradient (softmax(z) − onehot(y)) / N."""
     z = _student(logits)
     safe_targets, weights = _position_weights(targets, z.shape[:-1], z.shape[-1], ignore_index)
-    return _weighted_loss(z, None, safe_targets, weights.astype(z.dtype), None, 1.0)
+    return _weighted_loss(z, None, safe_targets, backend.xp().astype(weights, z.dtype), None, 1.0)
 
 
 def _divergence_weights(mask, student):
     """Weights 1/N_mask on the positions where ``mask`` is true (all positions when None)."""
     xp = backend.xp()
     leading = student.shape[:-1]
-    keep = xp.ones(leading, dtype=bool) if mask is None else validate.check_mask(data_of(mask), leading)
-    return _mean_weights(keep, "mask selects no position").astype(student.dtype)
+    keep = (xp.ones(leading, dtype=xp.bool, device=backend.device()) if mask is None
+            else validate.check_mask(data_of(mask), leading))
+    return xp.astype(_mean_weights(keep, "mask selects no position"), student.dtype)
 
 
 def kl_div(student_logits, teacher_logits, T=1.0, direction="forward", mask=None):
@@ -258,5 +227,6 @@ def distillation_loss(student_logits, teacher_logits, targets, *, lam=0.5, T=2.0
     scale = T * T if scale_T2 else 1.0
     ce_weights = weights * (1.0 - lam if form == "interpolate" else 1.0)
     div_weights = weights * (lam * scale)
-    return _weighted_loss(student, teacher, safe_targets, ce_weights.astype(student.dtype),
-                          div_weights.astype(student.dtype), T, divergence, beta)
+    xp = backend.xp()
+    return _weighted_loss(student, teacher, safe_targets, xp.astype(ce_weights, student.dtype),
+                          xp.astype(div_weights, student.dtype), T, divergence, beta)

@@ -85,13 +85,14 @@ class TransformerLM(Module):
         """``idx`` as a backend int array of shape (B, S), S ≤ block_size, ids in [0, V); else ValueError."""
         idx = data_of(idx)
         if not backend.is_int_dtype(idx.dtype):
-            raise ValueError(f"idx must hold integer token ids, got dtype {idx.dtype}")
+            raise ValueError(f"idx must hold integer token ids, got dtype {backend.dtype_name(idx.dtype)}")
         if idx.ndim != 2:
             raise ValueError(f"idx must have shape (batch, sequence), got shape {tuple(idx.shape)}")
         if idx.shape[1] > self.config.block_size:
             raise ValueError(f"sequence length {idx.shape[1]} exceeds block_size={self.config.block_size}")
         if idx.size:  # checked on the host: CuPy would wrap an out-of-range id silently
-            low, high = int(idx.min()), int(idx.max())
+            xp = backend.xp()
+            low, high = int(xp.min(idx)), int(xp.max(idx))  # two synchronisations per forward
             if low < 0 or high >= self.config.vocab_size:
                 bad = low if low < 0 else high
                 raise ValueError(f"idx holds token id {bad}, outside the vocabulary [0, {self.config.vocab_size})")
@@ -101,7 +102,7 @@ class TransformerLM(Module):
         """Logits (B, S, V); with ``return_hidden``, also the residual stream after the embeddings and
         after each block: a list of n_layer + 1 Tensors of shape (B, S, C)."""
         idx = self.check_idx(idx)
-        positions = backend.xp().arange(idx.shape[1])  # (S,)
+        positions = backend.xp().arange(idx.shape[1], device=backend.device())  # (S,)
         x = self.drop(self.wte(idx) + self.wpe(positions))  # (B, S, C) + (S, C)
         hiddens = [x]
         for block in self.blocks:
@@ -132,9 +133,10 @@ class TransformerLM(Module):
         try:
             with no_grad():
                 for step in range(int(max_new_tokens)):
-                    logits = self(idx[:, -self.config.block_size:]).data[:, -1, :]  # (B, V)
-                    nxt = _pick_next(logits, temperature, top_k, backend.rng(seed, *keys, step))  # (B,)
-                    idx = xp.concatenate([idx, nxt[:, None].astype(idx.dtype)], axis=1)
+                    window = idx[:, max(0, idx.shape[1] - self.config.block_size):]  # the last block_size tokens
+                    logits = self(window).data[:, -1, :]  # (B, V)
+                    token = _pick_next(logits, temperature, top_k, backend.rng(seed, *keys, step))  # (B,)
+                    idx = xp.concat([idx, xp.astype(token[:, None], idx.dtype)], axis=1)
         finally:
             self.train(was_training)
         return idx
@@ -145,15 +147,16 @@ def _pick_next(logits, temperature, top_k, rng):
     temperature ∞ is the limit of softmax(z/T): uniform over the tokens kept (all, or the top k)."""
     xp = backend.xp()
     if temperature == 0:
-        return logits.argmax(axis=-1)
+        return xp.argmax(logits, axis=-1)
     if top_k is not None and top_k < logits.shape[-1]:
         kth = xp.sort(logits, axis=-1)[:, -int(top_k)][:, None]  # (B, 1): the k-th largest logit
-        logits = xp.where(logits < kth, -xp.inf, logits)
-    if math.isinf(temperature):
-        kept = (logits > -xp.inf).astype(logits.dtype)  # (B, V)
-        probs = kept / kept.sum(axis=-1, keepdims=True)
+        logits = xp.where(logits < kth, -math.inf, logits)
+    if math.isinf(temperature):  # the limit T -> ∞: uniform over the tokens still allowed
+        kept = xp.astype(logits > -math.inf, logits.dtype)  # (B, V)
+        probs = kept / xp.sum(kept, axis=-1, keepdims=True)
     else:
         probs, _ = softmax_parts(logits, float(temperature))  # (B, V); masked logits get probability 0
-    cdf = xp.cumsum(probs, axis=-1)  # (B, V)
+    cdf = xp.cumulative_sum(probs, axis=-1)  # (B, V)
     u = rng.random((logits.shape[0], 1))  # (B, 1)
-    return xp.minimum((u >= cdf).sum(axis=-1), logits.shape[-1] - 1)  # inverse-CDF sample
+    below = xp.sum(xp.astype(u >= cdf, xp.int64), axis=-1)  # (B,): how many cdf entries u passes
+    return xp.clip(below, max=logits.shape[-1] - 1)  # inverse-CDF sample

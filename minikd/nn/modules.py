@@ -12,7 +12,7 @@ from minikd.engine.autograd import Tensor
 
 def _parameter(values, dtype):
     """A leaf Tensor that requires grad, from host values, on the active backend."""
-    return Tensor(backend.from_numpy(values).astype(dtype), requires_grad=True)
+    return Tensor(backend.xp().astype(backend.from_numpy(values), backend.dtype(dtype)), requires_grad=True)
 
 
 class Module:
@@ -70,9 +70,10 @@ class Module:
     def state_dict(self):
         """{name: array} of every parameter (a copy) and integer counter, for checkpoints."""
         xp = backend.xp()
-        state = {name: p.data.copy() for name, p in self.named_parameters()}
+        state = {name: xp.asarray(p.data, copy=True) for name, p in self.named_parameters()}
         for prefix, module in self.named_modules():
-            state.update({prefix + name: xp.asarray(getattr(module, name)) for name in module._int_state})
+            state.update({prefix + name: xp.asarray(getattr(module, name), device=backend.device())
+                          for name in module._int_state})
         return state
 
     def load_state_dict(self, state):
@@ -90,7 +91,7 @@ class Module:
             for name in module._int_state:
                 setattr(module, name, int(state[prefix + name]))
         for name, p in params.items():
-            p.data = backend.from_numpy(state[name]).astype(p.dtype, copy=True)
+            p.data = backend.xp().astype(backend.from_numpy(state[name]), p.dtype, copy=True)
         return self
 
 

@@ -41,19 +41,20 @@ class Optimizer:
                 self._update(i, p)
 
     def state_dict(self):
-        state = {"steps": backend.xp().asarray(self.steps)}
+        xp = backend.xp()
+        state = {"steps": xp.asarray(self.steps, device=backend.device())}
         for key, buffers in self._buffers().items():
-            state.update({f"{key}.{i}": b.copy() for i, b in enumerate(buffers)})
+            state.update({f"{key}.{i}": xp.asarray(buffer, copy=True) for i, buffer in enumerate(buffers)})
         return state
 
     def load_state_dict(self, state):
         self.steps = int(state["steps"])
         for key, buffers in self._buffers().items():
-            for i, b in enumerate(buffers):
+            for i, buffer in enumerate(buffers):
                 value = state[f"{key}.{i}"]
-                if tuple(value.shape) != b.shape:
-                    raise ValueError(f"optimizer state {key}.{i} has shape {tuple(value.shape)}, expected {b.shape}")
-                b[...] = backend.from_numpy(value)
+                if tuple(value.shape) != buffer.shape:
+                    raise ValueError(f"optimizer state {key}.{i} has shape {tuple(value.shape)}, expected {buffer.shape}")
+                buffer[...] = backend.from_numpy(value)
 
     def _buffers(self):
         return {}
@@ -74,10 +75,10 @@ class SGD(Optimizer):
         return {"velocity": self.velocity}
 
     def _update(self, i, p):
-        v = self.velocity[i]
-        v *= self.momentum
-        v += p.grad
-        p.data -= self.lr * v
+        velocity = self.velocity[i]
+        velocity *= self.momentum
+        velocity += p.grad
+        p.data -= self.lr * velocity
 
 
 class AdamW(Optimizer):
@@ -128,9 +129,9 @@ def clip_grad_norm(params, max_norm):
     xp = backend.xp()
     grads = [p.grad for p in {id(p): p for p in params}.values() if p.grad is not None]
     if not grads:
-        return xp.zeros(())
+        return xp.zeros((), device=backend.device())
     norm = xp.sqrt(sum(xp.sum(g * g) for g in grads))
-    scale = xp.minimum(1.0, max_norm / (norm + 1e-6)).astype(grads[0].dtype)
+    scale = xp.astype(xp.clip(max_norm / (norm + 1e-6), max=1.0), grads[0].dtype)  # min(1, max_norm/‖g‖)
     for g in grads:
         g *= scale
     return norm

@@ -60,7 +60,7 @@ def corrupt_labels(y, fraction, vocab_size, seed, step):
     if fraction == 0.0:
         return y
     rng = backend.rng(seed, 1_000_003, step)  # a stream apart from the batches'
-    noisy = rng.integers(0, vocab_size, y.shape).astype(y.dtype)
+    noisy = backend.xp().astype(rng.integers(0, vocab_size, y.shape), y.dtype)
     flip = (rng.random(y.shape) < fraction) & (y != IGNORE_INDEX)
     return backend.xp().where(flip, noisy, y)
 

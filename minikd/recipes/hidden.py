@@ -20,7 +20,7 @@ PROJECTION_STREAM = 3_000_017  # the projections' initial weights: a stream apar
 class MSELoss(Function):
     def forward(self, x, target):
         self.diff = x - target  # the target is a raw array: no gradient reaches the teacher
-        return (self.diff * self.diff).sum() / self.diff.size
+        return backend.xp().sum(self.diff * self.diff) / self.diff.size
 
     def backward(self, g):
         """L = (1/N)·Σ (x − t)²: dL/dx = 2(x − t)/N."""

@@ -5,6 +5,7 @@ Shared by every distillation recipe (token-level, hidden-state, sequence-level, 
 
 import os
 
+from minikd.engine import backend
 from minikd.engine.autograd import no_grad
 from minikd.nn.model import TransformerLM, preset
 from minikd.recipes import checkpoint
@@ -21,8 +22,9 @@ def teacher_logits(teacher, x, bias=(), return_hidden=False):
     logits = logits.data  # (B, S, V)
     if bias:
         context, wrong, bonus = bias
-        logits = logits.copy()
-        logits[..., wrong] += bonus * (x == context)
+        xp = backend.xp()
+        logits = xp.asarray(logits, copy=True)
+        logits[..., wrong] += bonus * xp.astype(x == context, logits.dtype)
     return (logits, [h.data for h in hiddens]) if return_hidden else logits
 
 

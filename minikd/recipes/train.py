@@ -88,23 +88,24 @@ def evaluate(model, task, n_windows=256, split="val", batch_size=64, teacher=Non
     total, count, kl, floor, kl_teacher, agree = 0.0, 0, 0.0, 0.0, 0.0, 0.0
     try:
         with no_grad():
-            for start in range(0, len(x_all), batch_size):
-                x, y = x_all[start:start + batch_size], y_all[start:start + batch_size]
+            for start in range(0, x_all.shape[0], batch_size):
+                rows = slice(start, min(start + batch_size, x_all.shape[0]))  # the standard has no slicing past the end
+                x, y = x_all[rows, ...], y_all[rows, ...]
                 logits = model(x)
                 scored = y != IGNORE_INDEX
-                n = int(scored.sum())
+                n = int(xp.sum(xp.astype(scored, xp.int64)))
                 total += F.cross_entropy(logits, y, ignore_index=IGNORE_INDEX).item() * n
                 count += n
                 if teacher is not None:
                     v = teacher(x).data
                     kl_teacher += F.kl_div(logits, v, mask=scored).item() * n
-                    agree += float((scored & (v.argmax(axis=-1) == logits.data.argmax(axis=-1))).sum())
+                    agree += float(xp.sum(xp.astype(scored & (xp.argmax(v, axis=-1) == xp.argmax(logits.data, axis=-1)), xp.int64)))
                 if hasattr(task, "true_probs"):
-                    p = backend.from_numpy(task.true_probs(x)).astype(logits.dtype)  # (B, S, V)
+                    p = xp.astype(backend.from_numpy(task.true_probs(x)), logits.dtype)  # (B, S, V)
                     log_q = F.log_softmax(logits).data
                     log_p = xp.log(xp.where(p > 0, p, 1.0))
-                    kl += float((p * (log_p - log_q)).sum())
-                    floor += float(-(p * log_p).sum())
+                    kl += float(xp.sum(p * (log_p - log_q)))
+                    floor += float(-xp.sum(p * log_p))
         metrics = {"val_loss": total / count, "val_ppl": math.exp(min(total / count, 700.0))}
         if hasattr(task, "true_probs"):
             metrics.update(kl_to_true=kl / count, entropy_floor=floor / count)
@@ -119,9 +120,9 @@ def evaluate(model, task, n_windows=256, split="val", batch_size=64, teacher=Non
 
 def unigram_loss(task, n_windows=2048):
     """Cross-entropy on validation targets of the best context-free model: training-target frequencies."""
-    xp = backend.xp()
-    _, y_train = task.eval_set("train", n_windows)
-    _, y_val = task.eval_set("val", n_windows)
+    xp = backend.host_xp()  # a baseline, counted on the host
+    y_train = backend.to_numpy(task.eval_set("train", n_windows)[1])
+    y_val = backend.to_numpy(task.eval_set("val", n_windows)[1])
     counts = xp.bincount(y_train[y_train != IGNORE_INDEX], minlength=task.tokenizer.vocab_size) + 1.0
     log_q = xp.log(counts / counts.sum())  # add-one smoothing keeps unseen tokens finite
     return float(-log_q[y_val[y_val != IGNORE_INDEX]].mean())
@@ -220,7 +221,7 @@ def train(model, task, config, out=None, loss_fn=cross_entropy_loss, resume=Fals
     model_was_training = model.training
     model.train()
     xp = backend.xp()
-    running, running_steps, start_time = xp.zeros(()), 0, time.perf_counter()
+    running, running_steps, start_time = xp.zeros((), device=backend.device()), 0, time.perf_counter()
     bar = tqdm(total=config.steps, initial=step, disable=not progress, desc=f"train {task.name}", unit="step")
     try:
         while True:
@@ -230,7 +231,7 @@ def train(model, task, config, out=None, loss_fn=cross_entropy_loss, resume=Fals
                           **(describe(step) if describe is not None else {}),
                           **evaluate(model, task, config.eval_windows, teacher=teacher),
                           "elapsed_s": time.perf_counter() - start_time}
-                running, running_steps = xp.zeros(()), 0
+                running, running_steps = xp.zeros((), device=backend.device()), 0
                 history.append(record)
                 if out is not None:
                     with open(os.path.join(out, "metrics.jsonl"), "a") as f:

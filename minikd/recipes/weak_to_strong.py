@@ -83,15 +83,15 @@ class WeakToStrongLoss:
     def __call__(self, student, x_weak, y_weak, step):
         xp, c = backend.xp(), self.config
         x_true, y_true = self._verified_rows(step)
-        x = xp.concatenate([x_weak, x_true])  # (B_w + B_v, S): one forward pass for both
-        ignored_weak = xp.full(y_weak.shape, IGNORE_INDEX, dtype=y_weak.dtype)
-        weak_rows = xp.concatenate([y_weak != IGNORE_INDEX, xp.zeros(y_true.shape, dtype=bool)])  # (B, S)
+        x = xp.concat([x_weak, x_true])  # (B_w + B_v, S): one forward pass for both
+        ignored_weak = xp.full(y_weak.shape, IGNORE_INDEX, dtype=y_weak.dtype, device=backend.device())
+        weak_rows = xp.concat([y_weak != IGNORE_INDEX, xp.zeros(y_true.shape, dtype=xp.bool, device=backend.device())])  # (B, S)
         z = student(x)  # (B, S, V)
-        ground_truth = F.cross_entropy(z, xp.concatenate([ignored_weak, y_true]), ignore_index=IGNORE_INDEX)
+        ground_truth = F.cross_entropy(z, xp.concat([ignored_weak, y_true]), ignore_index=IGNORE_INDEX)
         imitation = F.kl_div(z, teacher_logits(self.weak, x), T=c.T, mask=weak_rows) * (c.T * c.T)
         alpha = self.alpha_at(step)
         if alpha > 0:  # the student's own hardened predictions as targets (no gradient through argmax)
-            hardened = xp.where(weak_rows, z.data.argmax(axis=-1), IGNORE_INDEX)
+            hardened = xp.where(weak_rows, xp.argmax(z.data, axis=-1), IGNORE_INDEX)
             confidence = F.cross_entropy(z, hardened, ignore_index=IGNORE_INDEX)
             imitation = (1.0 - alpha) * imitation + alpha * confidence
         return (1.0 - c.lam) * ground_truth + c.lam * imitation

@@ -127,9 +127,9 @@ class AdditionTask:
         """(x, y) of whole sequences (n, prompt + answer) on the backend; y is ``IGNORE_INDEX`` on the prompt."""
         xp = backend.xp()
         examples = backend.from_numpy(examples) if isinstance(examples, backend.host_xp().ndarray) else examples
-        y = examples[:, 1:].copy()  # a copy, never a view: the examples stay as they are
+        y = xp.asarray(examples[:, 1:], copy=True)  # a copy, never a view: the examples stay as they are
         y[:, : self.prompt_length - 1] = IGNORE_INDEX  # predictions of prompt tokens are not scored
-        return xp.ascontiguousarray(examples[:, :-1]), y
+        return xp.asarray(examples[:, :-1], copy=True), y
 
     def batch(self, split, batch_size, seed, step):
         picks = backend.host_rng(seed, step).integers(0, len(self.examples[split]), batch_size)
@@ -157,7 +157,9 @@ class AdditionTask:
         """Exact-match rate of greedy completions of the first n prompts (every answer digit right)."""
         prompts, answers = self.prompts_and_answers(split, n)
         completion = model.generate(prompts, self.digits + 1, temperature=0)[:, self.prompt_length:]
-        return float((completion == answers).all(axis=1).mean())
+        xp = backend.xp()
+        exact = xp.all(completion == answers, axis=1)  # (n,)
+        return float(xp.mean(xp.astype(exact, xp.float64)))
 
 
 def text_task(path, block_size=64, val_fraction=0.1):

@@ -29,7 +29,7 @@ def _timed(step, repeat):
 def _peak_extra_bytes(step):
     """Peak memory allocated during ``step()`` beyond what was held before it."""
     if backend.name() == "cupy":
-        pool = backend.xp().get_default_memory_pool()
+        pool = backend.array_module().get_default_memory_pool()
         pool.free_all_blocks()
         before = pool.used_bytes()
         step()
@@ -67,10 +67,10 @@ def _torch_kd_loss(z, v, y, lam, T, device):
 def kd_loss(N=2048, V=32000, T=2.0, lam=0.5, dtype="float32", repeat=5, seed=0, out=print):
     """Time forward + backward of ``distillation_loss`` on [N, V] logits; returns the result table."""
     rng = backend.rng(seed)
-    z = rng.standard_normal((N, V)).astype(dtype) * 3
-    v = rng.standard_normal((N, V)).astype(dtype) * 3
+    z = backend.xp().astype(rng.standard_normal((N, V)), backend.dtype(dtype)) * 3
+    v = backend.xp().astype(rng.standard_normal((N, V)), backend.dtype(dtype)) * 3
     y = rng.integers(0, V, size=N)
-    buffer_bytes = z.nbytes
+    buffer_bytes = z.size * backend.host_xp().dtype(dtype).itemsize
     state = {}
 
     def step():
@@ -148,7 +148,7 @@ def _step_flops(config, B, S):
 
 def _matmul_rate(dtype, n=1024, repeat=5):
     """The machine's measured rate of one large square matrix product, in flop/s."""
-    a = backend.rng(0).standard_normal((n, n)).astype(dtype)
+    a = backend.xp().astype(backend.rng(0).standard_normal((n, n)), dtype)
     median, _ = _timed(lambda: a @ a, repeat)
     return 2 * n ** 3 / median
 
@@ -214,6 +214,24 @@ def _minikd_train_step(model, idx, targets, config):
     return step
 
 
+def _host_reads_per_step(name, batch_size, block_size, vocab_size, seed, config):
+    """{"transfers", "syncs"} of one step, counted on the strict backend (it sees every scalar read
+    of a device array, each a wait for the GPU under CuPy); None without array-api-strict."""
+    from minikd.nn.model import TransformerLM, preset
+
+    if not backend.available("strict"):
+        return None
+    with backend.using("strict"):
+        model = TransformerLM(preset(name, vocab_size, block_size), seed=seed)
+        rng = backend.rng(seed)
+        idx = rng.integers(0, vocab_size, (batch_size, block_size))
+        step = _minikd_train_step(model, idx, rng.integers(0, vocab_size, (batch_size, block_size)), config)
+        step()  # the first step creates the optimizer's moments
+        with backend.count_host_reads() as counts:
+            step()
+    return counts
+
+
 def train_step(presets=("tiny", "small", "teacher"), batch_size=32, block_size=32, vocab_size=60, repeat=10,
                seed=0, profile=False, malloc_tuned=False, out=print):
     """Tokens per second of one AdamW training step at each preset, minikd beside PyTorch."""
@@ -234,7 +252,8 @@ def train_step(presets=("tiny", "small", "teacher"), batch_size=32, block_size=3
         tokens = batch_size * block_size
         row = {"preset": name, "params": model.num_params(), "tokens": tokens, "minikd_median_s": median,
                "minikd_tokens_per_s": tokens / median, "flops": _step_flops(model.config, batch_size, block_size),
-               "minikd_matmul_fraction": _step_flops(model.config, batch_size, block_size) / median / rate}
+               "minikd_matmul_fraction": _step_flops(model.config, batch_size, block_size) / median / rate,
+               "host_reads_per_step": _host_reads_per_step(name, batch_size, block_size, vocab_size, seed, config)}
         if torch_parts is not None:
             _, torch_step, agreement = torch_parts
             t_median, _ = _timed(torch_step, repeat)
@@ -309,6 +328,12 @@ def _print_train_step(r, out):
             line += "  (PyTorch not installed)"
         out(line)
     out("  minikd/torch > 1 means minikd's step is faster (ratio of median step times)")
+    reads = [(row["preset"], row["host_reads_per_step"]) for row in r["rows"]]
+    if all(counts is not None for _, counts in reads):
+        out("  host reads per step (counted on the strict backend): " + ", ".join(
+            f"{name} {counts['transfers']} transfers + {counts['syncs']} synchronisations" for name, counts in reads))
+    else:
+        out("  host reads per step: not counted (install array-api-strict: pip install -e \".[dev]\")")
 
 
 def add_commands(commands):

@@ -31,7 +31,7 @@ def generate(run_dir, prompt="", max_new_tokens=32, temperature=1.0, top_k=None,
         warnings.warn(f"the prompt has {len(ids)} tokens; the model reads {model.config.block_size}, so only "
                       f"the last {model.config.block_size} are used")
         ids = ids[-model.config.block_size:]
-    rows = xp.asarray([ids] * samples, dtype=xp.int64)  # (samples, P)
+    rows = xp.asarray([ids] * samples, dtype=xp.int64, device=backend.device())  # (samples, P)
     out = model.generate(rows, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
     return [task.tokenizer.decode(row) for row in backend.to_numpy(out)]
 
