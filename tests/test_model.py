@@ -144,7 +144,6 @@ def test_top_k_one_is_greedy():
 @pytest.mark.parametrize("overrides, message", [
     (dict(n_embd=10, n_head=3), "n_embd must be divisible by n_head"),
     (dict(n_layer=0), "n_layer must be a positive integer"),
-    (dict(vocab_size=2.5), "vocab_size must be a positive integer"),
     (dict(dropout=1.0), "dropout must be in"),
     (dict(dtype="float16"), "dtype"),
 ])
@@ -153,16 +152,29 @@ def test_config_errors(overrides, message):
         tiny(**overrides)
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (dict(vocab_size=2.5), "vocab_size must be an integer, got float 2.5"),
+    (dict(n_head="2"), "n_head must be an integer, got str '2'"),
+])
+def test_config_of_the_wrong_kind_is_a_type_error(overrides, message):
+    with pytest.raises(TypeError, match=message):
+        tiny(**overrides)
+
+
 @pytest.mark.parametrize("idx, message", [
     (np.array([[0, 7]]), "token id 7, outside the vocabulary"),
     (np.array([[0, -1]]), "token id -1"),
     (np.zeros((1, 7), dtype=np.int64), "sequence length 7 exceeds block_size=6"),
-    (np.zeros((1, 3)), "integer token ids"),
     (np.zeros(3, dtype=np.int64), "shape \\(batch, sequence\\)"),
 ])
 def test_idx_errors(idx, message):
     with pytest.raises(ValueError, match=message):
         TransformerLM(tiny(), seed=0)(arr(idx))
+
+
+def test_float_token_ids_are_a_type_error():
+    with pytest.raises(TypeError, match="integer token ids"):
+        TransformerLM(tiny(), seed=0)(arr(np.zeros((1, 3))))
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -1,4 +1,8 @@
-"""Argument checks shared by the losses: each raises a ValueError or TypeError naming the argument and its value.
+"""Argument checks shared by every layer: each names the argument and its value.
+
+One rule throughout minikd: a TypeError when the argument is the wrong kind of thing (a string
+where a number belongs, a float where an integer belongs), a ValueError when it is the right kind
+with a bad value (T = 0, λ = 1.5, a negative size).
 
 Checks that must read device data (targets in range, finite logits) cost one small device-to-host
 transfer each; they run once per loss call, never per element.
@@ -10,10 +14,23 @@ import numbers
 from minikd.engine import backend
 
 
+def check_real(name, value):
+    """``value`` must be a real number (a Python or NumPy scalar; a bool is not one), else a TypeError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    return value
+
+
+def check_integer(name, value):
+    """``value`` must be an integer (a Python or NumPy integer; a bool is not one), else a TypeError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    return value
+
+
 def check_temperature(T):
     """T must be a finite number > 0 (a Python or NumPy scalar); returned as a Python float."""
-    if isinstance(T, bool) or not isinstance(T, numbers.Real):
-        raise TypeError(f"T must be a number, got {type(T).__name__} {T!r}")
+    check_real("T", T)
     if not math.isfinite(T) or T <= 0:
         raise ValueError(f"T must be a finite number > 0, got T={T!r}")
     return float(T)
@@ -21,7 +38,8 @@ def check_temperature(T):
 
 def check_lam(lam, form):
     """lam in [0, 1] for the interpolated form, lam >= 0 for the additive form."""
-    if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not math.isfinite(lam):
+    check_real("lam", lam)
+    if not math.isfinite(lam):
         raise ValueError(f"lam must be a finite number, got lam={lam!r}")
     if form == "interpolate" and not 0.0 <= lam <= 1.0:
         raise ValueError(f"lam must be in [0, 1] for form='interpolate', got lam={lam!r}")
@@ -32,14 +50,16 @@ def check_lam(lam, form):
 
 def check_beta(beta):
     """beta strictly inside (0, 1): at 0 or 1 the Jensen-Shannon mixture degenerates."""
-    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0.0 < beta < 1.0:
+    check_real("beta", beta)
+    if not 0.0 < beta < 1.0:
         raise ValueError(f"beta must be a number in (0, 1), got beta={beta!r}")
     return float(beta)
 
 
 def check_positive_int(name, value):
     """``value`` must be an integer >= 1 (a Python or NumPy integer; a bool is not one here); returned as an int."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    check_integer(name, value)
+    if value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 

@@ -7,7 +7,6 @@ Shape legend: B batch, S sequence (≤ block_size), C = n_embd channels, V vocab
 
 import json
 import math
-import numbers
 from dataclasses import asdict, dataclass
 
 from minikd.engine import backend, validate
@@ -33,7 +32,7 @@ class ModelConfig:
             object.__setattr__(self, name, validate.check_positive_int(name, getattr(self, name)))
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd must be divisible by n_head, got n_embd={self.n_embd}, n_head={self.n_head}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real) or not 0.0 <= self.dropout < 1.0:
+        if not 0.0 <= validate.check_real("dropout", self.dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         object.__setattr__(self, "dropout", float(self.dropout))
         validate.check_choice("dtype", self.dtype, ("float32", "float64"))
@@ -85,7 +84,7 @@ class TransformerLM(Module):
         """``idx`` as a backend int array of shape (B, S), S ≤ block_size, ids in [0, V); else ValueError."""
         idx = data_of(idx)
         if not backend.is_int_dtype(idx.dtype):
-            raise ValueError(f"idx must hold integer token ids, got dtype {backend.dtype_name(idx.dtype)}")
+            raise TypeError(f"idx must hold integer token ids, got dtype {backend.dtype_name(idx.dtype)}")
         if idx.ndim != 2:
             raise ValueError(f"idx must have shape (batch, sequence), got shape {tuple(idx.shape)}")
         if idx.shape[1] > self.config.block_size:
@@ -122,11 +121,11 @@ class TransformerLM(Module):
         """
         xp = backend.xp()
         idx = self.check_idx(idx)
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
+        if validate.check_integer("max_new_tokens", max_new_tokens) < 0:
             raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not temperature >= 0:
+        if not validate.check_real("temperature", temperature) >= 0:
             raise ValueError(f"temperature must be a number >= 0 (0 is greedy, inf uniform), got {temperature!r}")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1):
+        if top_k is not None and validate.check_integer("top_k", top_k) < 1:
             raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
         was_training = self.training
         self.eval()

@@ -6,12 +6,12 @@ dict of arrays, so it goes into a checkpoint beside the parameters.
 
 import math
 
-from minikd.engine import backend
+from minikd.engine import backend, validate
 
 
 def _check_number(name, value, low, high=math.inf, low_open=False):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < low or (low_open and value == low) or value >= high:
+    validate.check_real(name, value)
+    if not math.isfinite(value) or value < low or (low_open and value == low) or value >= high:
         interval = f"{'(' if low_open else '['}{low}, {high})"
         raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
     return float(value)

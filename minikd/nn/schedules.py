@@ -78,7 +78,7 @@ class WarmupCosine:
 
     def __post_init__(self):
         _check_total(self.total)
-        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or not 0 <= self.warmup < self.total:
+        if not 0 <= validate.check_integer("warmup", self.warmup) < self.total:
             raise ValueError(f"warmup must be an integer in [0, total={self.total}), got {self.warmup!r}")
 
     def __call__(self, step):

@@ -94,9 +94,9 @@ def check_bias(bias, vocab_size):
         return
     context, wrong, bonus = bias
     for name, token in (("context", context), ("wrong", wrong)):
-        if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < vocab_size:
+        if not 0 <= validate.check_integer(f"teacher_bias {name} token", token) < vocab_size:
             raise ValueError(f"teacher_bias {name} token must be an id in [0, {vocab_size}), got {token!r}")
-    if isinstance(bonus, bool) or not isinstance(bonus, (int, float)) or not math.isfinite(bonus):
+    if not math.isfinite(validate.check_real("teacher_bias bonus", bonus)):
         raise ValueError(f"teacher_bias bonus must be a finite number, got {bonus!r}")
 
 

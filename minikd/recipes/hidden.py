@@ -8,7 +8,7 @@ prediction-layer objective of ``Distiller``. The projections train with the stud
 
 import math
 
-from minikd.engine import backend
+from minikd.engine import backend, validate
 from minikd.engine.autograd import Function, Tensor, data_of
 from minikd.recipes.distill import Distiller
 from minikd.recipes.teacher import teacher_logits
@@ -93,7 +93,7 @@ class HiddenDistiller:
 
     def __init__(self, teacher, student, config, steps, mu=1.0, layer_map=None, seed=0):
         s, t = student.config, teacher.config
-        if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not (math.isfinite(mu) and mu >= 0):
+        if not (math.isfinite(validate.check_real("hidden-state weight mu", mu)) and mu >= 0):
             raise ValueError(f"hidden-state weight mu must be a finite number >= 0, got {mu!r}")
         self.prediction = Distiller(teacher, config, steps, seed)
         self.pairs = check_layer_map(layer_map or default_layer_map(s.n_layer, t.n_layer), s.n_layer, t.n_layer)
