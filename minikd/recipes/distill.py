@@ -78,10 +78,10 @@ class Distiller:
 
     def loss(self, z, v, y, step):
         """The objective at ``step`` from the student's logits z (a Tensor) and the teacher's v."""
-        c = self.config
-        y = corrupt_labels(y, c.label_noise, v.shape[-1], self.seed, step)
-        return F.distillation_loss(z, v, y, lam=self.lam_at(step), T=self.T_at(step), divergence=c.divergence,
-                                   beta=c.beta, form=c.form, ignore_index=IGNORE_INDEX)
+        config = self.config
+        y = corrupt_labels(y, config.label_noise, v.shape[-1], self.seed, step)
+        return F.distillation_loss(z, v, y, lam=self.lam_at(step), T=self.T_at(step), divergence=config.divergence,
+                                   beta=config.beta, form=config.form, ignore_index=IGNORE_INDEX)
 
     def describe(self, step):
         """The schedule's values at ``step``, logged with every evaluation."""

@@ -92,12 +92,14 @@ class HiddenDistiller:
     """
 
     def __init__(self, teacher, student, config, steps, mu=1.0, layer_map=None, seed=0):
-        s, t = student.config, teacher.config
+        student_config, teacher_config = student.config, teacher.config
         if not (math.isfinite(validate.check_real("hidden-state weight mu", mu)) and mu >= 0):
             raise ValueError(f"hidden-state weight mu must be a finite number >= 0, got {mu!r}")
         self.prediction = Distiller(teacher, config, steps, seed)
-        self.pairs = check_layer_map(layer_map or default_layer_map(s.n_layer, t.n_layer), s.n_layer, t.n_layer)
-        self.projections = Projections(len(self.pairs), s.n_embd, t.n_embd, seed, s.dtype)
+        self.pairs = check_layer_map(layer_map or default_layer_map(student_config.n_layer, teacher_config.n_layer),
+                                     student_config.n_layer, teacher_config.n_layer)
+        self.projections = Projections(len(self.pairs), student_config.n_embd, teacher_config.n_embd, seed,
+                                       student_config.dtype)
         self.mu = float(mu)
 
     def __call__(self, student, x, y, step):

@@ -17,8 +17,8 @@ def teacher_logits(teacher, x, bias=(), return_hidden=False):
     residual streams (a list of arrays). With ``bias = (c, w, b)``, logit w gets +b wherever the
     current input token is c: a teacher that errs the same way every time."""
     with no_grad():
-        out = teacher(x, return_hidden=return_hidden)
-    logits, hiddens = out if return_hidden else (out, [])
+        result = teacher(x, return_hidden=return_hidden)
+    logits, hiddens = result if return_hidden else (result, [])
     logits = logits.data  # (B, S, V)
     if bias:
         context, wrong, bonus = bias
@@ -30,12 +30,13 @@ def teacher_logits(teacher, x, bias=(), return_hidden=False):
 
 def check_pair(teacher, student):
     """The teacher and student must share a vocabulary (and the student may not read longer sequences)."""
-    t, s = teacher.config, student.config
-    if t.vocab_size != s.vocab_size:
-        raise ValueError(f"teacher and student vocabularies differ: teacher vocab_size={t.vocab_size}, "
-                         f"student vocab_size={s.vocab_size}")
-    if s.block_size > t.block_size:
-        raise ValueError(f"the student reads {s.block_size} tokens but the teacher only {t.block_size}")
+    teacher_config, student_config = teacher.config, student.config
+    if teacher_config.vocab_size != student_config.vocab_size:
+        raise ValueError(f"teacher and student vocabularies differ: teacher vocab_size={teacher_config.vocab_size}, "
+                         f"student vocab_size={student_config.vocab_size}")
+    if student_config.block_size > teacher_config.block_size:
+        raise ValueError(f"the student reads {student_config.block_size} tokens but the teacher only "
+                         f"{teacher_config.block_size}")
 
 
 def load_setting(teacher_dir, seed=None, task_name=None, data=None, train_tokens=None):

@@ -155,10 +155,11 @@ class Experiment:
         """The strong model on verified and weak labels (``weak()`` first), at ``lam`` (default: the config's)."""
         if self.weak_model is None:
             raise ValueError("train the weak teacher first: call weak() before student()")
-        c = self.config if lam is None else replace(self.config, lam=lam)
-        loss = WeakToStrongLoss(self.weak_model, self.verified, c, c.steps, alpha_max, seed=self.seed)
-        return self._train(name, c.strong_preset, c.steps, self.weak_labelled, self.batch_size - c.verified_batch,
-                           loss_fn=loss, describe=loss.describe, teacher=self.weak_model)
+        config = self.config if lam is None else replace(self.config, lam=lam)
+        loss = WeakToStrongLoss(self.weak_model, self.verified, config, config.steps, alpha_max, seed=self.seed)
+        return self._train(name, config.strong_preset, config.steps, self.weak_labelled,
+                           self.batch_size - config.verified_batch, loss_fn=loss, describe=loss.describe,
+                           teacher=self.weak_model)
 
     def accuracy(self, name):
         return self.results[name]["accuracy"]
@@ -202,16 +203,19 @@ def run(config=WeakToStrongConfig(), out="runs/weak_to_strong", seed=0, batch_si
 
 
 def _print_table(report, out_fn):
-    c, a = report["settings"], report["accuracy"]
-    g = {name: "undefined" if value is None else f"{value:.3f}" for name, value in report["pgr"].items()}
-    rows = [(f"weak teacher ('{c['weak_preset']}', {c['weak_steps']} steps)", a["weak"], "0 by definition"),
-            (f"student, weak labels + {c['n_verified']} verified (λ={c['lam']})", a["student"], g["student"]),
-            (f"  + confidence loss (α_max={c['alpha_max']})", a["student_confidence"], g["student_confidence"]),
-            (f"ceiling ('{c['strong_preset']}', all ground truth)", a["ceiling"], "1 by definition")]
+    settings, accuracy = report["settings"], report["accuracy"]
+    gap = {name: "undefined" if value is None else f"{value:.3f}" for name, value in report["pgr"].items()}
+    rows = [(f"weak teacher ('{settings['weak_preset']}', {settings['weak_steps']} steps)", accuracy["weak"],
+             "0 by definition"),
+            (f"student, weak labels + {settings['n_verified']} verified (λ={settings['lam']})", accuracy["student"],
+             gap["student"]),
+            (f"  + confidence loss (α_max={settings['alpha_max']})", accuracy["student_confidence"],
+             gap["student_confidence"]),
+            (f"ceiling ('{settings['strong_preset']}', all ground truth)", accuracy["ceiling"], "1 by definition")]
     out_fn(f"\nweak labels: {report['weak_label_accuracy']:.1%} of the weak-labelled training problems are right\n")
     out_fn(f"  {'model':<52s} {'exact match':>11s}  {'PGR':>15s}")
-    for label, value, gap in rows:
-        out_fn(f"  {label:<52s} {value:>11.1%}  {gap:>15s}")
+    for label, value, recovered in rows:
+        out_fn(f"  {label:<52s} {value:>11.1%}  {recovered:>15s}")
     out_fn("\ntimes: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in report["timings"].items()))
 
 

@@ -98,13 +98,13 @@ def _train_all(out, sizes, seed, kd, resume, progress, out_fn):
 
 
 def _print_table(report, out_fn):
-    s, t = report["students"], report["teacher"]
-    out_fn(f"\nteacher: {report['settings']['teacher_params']:,} parameters, validation CE {t['val_loss']:.4f}, "
-           f"KL to the truth {t['kl_to_true']:.4f}; entropy floor {t['entropy_floor']:.4f}")
+    students, teacher = report["students"], report["teacher"]
+    out_fn(f"\nteacher: {report['settings']['teacher_params']:,} parameters, validation CE {teacher['val_loss']:.4f}, "
+           f"KL to the truth {teacher['kl_to_true']:.4f}; entropy floor {teacher['entropy_floor']:.4f}")
     out_fn(f"students: {report['settings']['student_params']:,} parameters each\n")
     out_fn(f"  {'metric':<34s} {'CE-only':>9s} {'KD':>9s}")
     for key, label in ROWS:
-        out_fn(f"  {label:<34s} {s['ce'][key]:>9.4f} {s['kd'][key]:>9.4f}")
+        out_fn(f"  {label:<34s} {students['ce'][key]:>9.4f} {students['kd'][key]:>9.4f}")
     timing = report["timings"]
     out_fn(f"\ntimes: teacher {timing['teacher_s']:.0f} s, CE student {timing['student_ce_s']:.0f} s, "
            f"KD student {timing['student_kd_s']:.0f} s")

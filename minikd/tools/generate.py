@@ -19,9 +19,10 @@ def generate(run_dir, prompt="", max_new_tokens=32, temperature=1.0, top_k=None,
     if data is not None and (task_name or "text") != "text":
         raise ValueError(f"--data is read only with --task text, got --task {task_name}")
     _, model, task = load_setting(run_dir, task_name="text" if data and task_name is None else task_name, data=data)
-    c = model.config
+    config = model.config
     sizes.check_memory(f"--samples {samples} with --max-new-tokens {max_new_tokens}",  # tokens, and one step's logits
-                       sizes.FLOAT_BYTES * samples * (max_new_tokens + c.block_size * (c.vocab_size + 4 * c.n_embd)))
+                       sizes.FLOAT_BYTES * samples * (max_new_tokens
+                                                      + config.block_size * (config.vocab_size + 4 * config.n_embd)))
     xp = backend.xp()
     if prompt:
         ids = task.tokenizer.encode(prompt)
@@ -32,8 +33,8 @@ def generate(run_dir, prompt="", max_new_tokens=32, temperature=1.0, top_k=None,
                       f"the last {model.config.block_size} are used")
         ids = ids[-model.config.block_size:]
     rows = xp.asarray([ids] * samples, dtype=xp.int64, device=backend.device())  # (samples, P)
-    out = model.generate(rows, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
-    return [task.tokenizer.decode(row) for row in backend.to_numpy(out)]
+    sequences = model.generate(rows, max_new_tokens, temperature=temperature, top_k=top_k, seed=seed)
+    return [task.tokenizer.decode(row) for row in backend.to_numpy(sequences)]
 
 
 def add_commands(commands):
