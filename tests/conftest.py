@@ -37,3 +37,15 @@ def grammar_teacher(grammar_task):
 @pytest.fixture(scope="session")
 def addition_teacher(addition_task):
     return briefly_trained(addition_task, steps=40)
+
+
+def pytest_collection_modifyitems(config, items):
+    """``MINIKD_TESTS="tests/test_optim.py tests/test_train.py::test_x"`` keeps only those tests: the small
+    selection a mutation run of one module needs (see README, Tests). Unset, every test runs."""
+    wanted = os.environ.get("MINIKD_TESTS", "").split()
+    if not wanted:
+        return
+    kept = [item for item in items if any(item.nodeid == w or item.nodeid.startswith((w + "::", w + "["))
+                                          for w in wanted)]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept

@@ -9,15 +9,17 @@ import math
 
 import numpy as np
 import pytest
-from reference import arr, distillation_loss, greedy_np, params
+from reference import arr, assert_same_params, distillation_loss, greedy_np, params
 
 from minikd import backend
 from minikd import functional as F
 from minikd.nn import schedules
 from minikd.nn.model import PRESETS, TransformerLM, preset
-from minikd.recipes import checkpoint, weak_to_strong
+from minikd.recipes import checkpoint, launch, weak_to_strong
 from minikd.recipes.distill import DistillConfig, Distiller, corrupt_labels
-from minikd.recipes.teacher import load_setting
+from minikd.recipes.hidden import HiddenDistiller
+from minikd.recipes.sequence import OnPolicyDistiller
+from minikd.recipes.teacher import load_setting, new_student
 from minikd.recipes.train import TrainConfig, cross_entropy_loss, evaluate, train, unigram_loss
 from minikd.tasks import data
 from minikd.tools.cli import main
@@ -351,3 +353,43 @@ def test_eval_options(addition_run, addition_teacher, capsys, split):
     assert other["val_loss"] != direct["val_loss"]
     assert main(["eval", addition_run, "--windows", "24", "--split", split]) == 0
     assert f"{direct['val_loss']:.4f}" in capsys.readouterr().out
+
+
+# --- minikd distill: the kind of distillation the flags choose ---------------------------------------------
+
+def test_hidden_weight_and_layer_map_add_hidden_state_distillation(tmp_path, grammar_teacher_dir):
+    """``--hidden-weight μ --layer-map 0:0,1:1`` (launch.run): the student and its projections equal those
+    trained with HiddenDistiller(μ, that map) beside the student. Catches either flag being ignored."""
+    config, train_config = DistillConfig(lam=0.4), TrainConfig(steps=2, batch_size=4, eval_every=2, eval_windows=4,
+                                                              seed=2)
+    student, _ = launch.run(grammar_teacher_dir, config, train_config, str(tmp_path / "run"), student_preset="tiny",
+                            train_tokens=5000, hidden_weight=0.6, layer_map=((0, 0), (1, 1)), progress=False,
+                            out_fn=lambda line: None)
+    _, teacher, task = load_setting(grammar_teacher_dir, seed=2, train_tokens=5000)
+    reference = new_student("tiny", task, teacher, 2)
+    hidden = HiddenDistiller(teacher, reference, config, 2, mu=0.6, layer_map=((0, 0), (1, 1)), seed=2)
+    train(reference, task, train_config, loss_fn=hidden, extra=hidden.projections, progress=False)
+    assert_same_params(student, reference)
+    plain = new_student("tiny", task, teacher, 2)
+    train(plain, task, train_config, loss_fn=Distiller(teacher, config, 2, seed=2), progress=False)
+    assert params(plain)["wte.weight"].tolist() != params(student)["wte.weight"].tolist()
+
+
+def test_on_policy_option_learns_on_the_students_samples(tmp_path, monkeypatch, addition_teacher):
+    """``--on-policy p`` (launch.run): the student equals one trained with OnPolicyDistiller(p, T = the
+    config's T, the run's seed) around the token-level objective. Catches the flag or its T ignored."""
+    load_task = data.load_task
+    monkeypatch.setattr(data, "load_task", lambda name, seed=0, **kw: load_task(
+        name, seed=seed, **({"train_examples": 400, "val_examples": 40} if name == "addition" else kw)))
+    folder = tmp_path / "teacher"
+    checkpoint.save(str(folder / "checkpoint.npz"), addition_teacher, step=40, task="addition")
+    config, train_config = DistillConfig(lam=0.5, T=3.0), TrainConfig(steps=3, batch_size=4, eval_every=3,
+                                                                     eval_windows=4, seed=1)
+    student, _ = launch.run(str(folder), config, train_config, str(tmp_path / "run"), student_preset="tiny",
+                            on_policy=0.6, progress=False, out_fn=lambda line: None)
+    task = data.load_task("addition", seed=1)
+    reference = new_student("tiny", task, addition_teacher, 1)
+    loss = OnPolicyDistiller(addition_teacher, task, 0.6, Distiller(addition_teacher, config, 3, seed=1), T=3.0, seed=1)
+    assert any(loss.on_policy(t) for t in range(3)) and not all(loss.on_policy(t) for t in range(3))
+    train(reference, task, train_config, loss_fn=loss, progress=False)
+    assert_same_params(student, reference)
