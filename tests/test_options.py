@@ -355,6 +355,11 @@ def test_eval_options(addition_run, addition_teacher, capsys, split):
     assert f"{direct['val_loss']:.4f}" in capsys.readouterr().out
 
 
+def test_eval_reports_the_number_of_problems_it_scored(addition_run):
+    """Asked for more windows than the split holds, ``eval`` scores the whole split and says how many."""
+    assert evaluate_run(addition_run, 5000)["windows"] == len(data.AdditionTask(seed=0).examples["val"])
+
+
 # --- minikd distill: the kind of distillation the flags choose ---------------------------------------------
 
 def test_hidden_weight_and_layer_map_add_hidden_state_distillation(tmp_path, grammar_teacher_dir):
