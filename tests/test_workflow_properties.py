@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 import pytest
-from reference import arr, assert_same_params, greedy_np, kl_np, log_softmax_np, logits_np, params, softmax_np
+from reference import arr, assert_same_params, greedy_np, kl_np, log_softmax_np, logits_np, params, softmax_np, tensor
 
 from minikd import backend
 from minikd import functional as F
@@ -109,6 +109,7 @@ def test_label_noise_draws_every_token_uniformly():
     assert counts.shape == (V,)
     assert (np.abs(counts - N / V) < 5 * math.sqrt(N * (1 / V) * (1 - 1 / V))).all(), counts
     assert not np.array_equal(noisy[:N], host(corrupt_labels(arr(y), 1.0, V, seed=0, step=1))[:N])  # per step
+    assert not np.array_equal(noisy[:N], host(corrupt_labels(arr(y), 1.0, V, seed=1, step=0))[:N])  # per run seed
 
 
 # --- frozen teachers stay in evaluation mode -----------------------------------------------------------
@@ -179,18 +180,24 @@ def test_sampled_tokens_follow_softmax_of_logits_over_temperature(temperature, t
 # --- the hidden-state loss is a mean over layer pairs ---------------------------------------------------
 
 def test_hidden_state_loss_is_the_mean_mse_over_layer_pairs(grammar_task):
-    """L = L_pred + μ·(1/|M|)·Σ_(i,j) mean((h_s,i − h_t,j)²) with equal widths (no projections), three pairs.
-    Catches a sum over pairs instead of a mean (and μ applied to the wrong term)."""
+    """L = L_pred + μ·(1/|M|)·Σ_(i,j) mean((h_s,i − h_t,j)²) with equal widths (no projections), three pairs
+    whose MSEs differ (streams of scales 1, 2, 3). Catches a sum over pairs instead of a mean, a pair
+    counted twice, and μ applied to the wrong term."""
     student = model_for(grammar_task, seed=1, n_layer=2)
     teacher = model_for(grammar_task, seed=2, n_layer=3).eval()
     pairs, config = ((0, 0), (1, 2), (2, 3)), DistillConfig(lam=0.5, T=2.0)
     distiller = HiddenDistiller(teacher, student, config, 4, mu=0.7, layer_map=pairs)
+    rng = np.random.default_rng(0)
+    hs = [rng.standard_normal((2, 3, 32)) * scale for scale in (1.0, 2.0, 3.0)]
+    ht = [rng.standard_normal((2, 3, 32)) for _ in range(4)]
+    mse = np.mean([((hs[i] - ht[j]) ** 2).mean() for i, j in pairs])
+    assert distiller.hidden_loss([tensor(h) for h in hs], [arr(h) for h in ht]).item() == pytest.approx(mse, rel=1e-9)
     x, y = grammar_task.batch("train", 4, seed=0, step=1)
-    z, hs = student(x, return_hidden=True)
-    v, ht = teacher(x, return_hidden=True)
-    mse = np.mean([((host(hs[i].data).astype(np.float64) - host(ht[j].data)) ** 2).mean() for i, j in pairs])
+    z, streams = student(x, return_hidden=True)
+    v, teacher_streams = teacher(x, return_hidden=True)
+    hidden = distiller.hidden_loss(streams, [h.data for h in teacher_streams]).item()
     prediction = Distiller(teacher, config, 4).loss(z, v.data, y, 1).item()
-    assert distiller(student, x, y, 1).item() == pytest.approx(prediction + 0.7 * mse, rel=1e-5)
+    assert distiller(student, x, y, 1).item() == pytest.approx(prediction + 0.7 * hidden, rel=1e-6)
 
 
 # --- the weak-to-strong loss -----------------------------------------------------------------------------
