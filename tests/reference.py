@@ -4,6 +4,8 @@
 import numpy as np
 
 from minikd import Tensor, backend
+from minikd.nn.model import TransformerLM, preset
+from minikd.recipes.train import TrainConfig, train
 
 
 def arr(x):
@@ -66,3 +68,43 @@ def distillation_loss(z, v, targets, lam, T, divergence="forward_kl", beta=0.5, 
     d = divergence_rows(z, v, T, divergence, beta)[rows].sum() / len(kept)
     s = T * T if scale_T2 else 1.0
     return ce * (1 - lam) + d * (lam * s) if form == "interpolate" else ce + d * (lam * s)
+
+
+def log_softmax_np(x, T=1.0):
+    """log softmax(x/T) in plain float64 NumPy, for expected values."""
+    s = np.asarray(x, dtype=np.float64) / T
+    s = s - s.max(axis=-1, keepdims=True)
+    return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
+
+
+def kl_np(p_logits, q_logits, T=1.0):
+    """KL(softmax(p/T) ‖ softmax(q/T)) per position, in float64 NumPy."""
+    log_p, log_q = log_softmax_np(p_logits, T), log_softmax_np(q_logits, T)
+    return (np.exp(log_p) * (log_p - log_q)).sum(axis=-1)
+
+
+def logits_np(model, x):
+    """A model's logits for x as a float64 host array, in evaluation mode (its mode is restored)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return backend.to_numpy(model(x).data).astype(np.float64)
+    finally:
+        model.train(was_training)
+
+
+def greedy_np(model, prompts, n_tokens):
+    """Greedy completion by repeated forward passes: an independent reference for ``generate``."""
+    rows = np.asarray(prompts)
+    for _ in range(n_tokens):
+        nxt = logits_np(model, arr(rows[:, -model.config.block_size:]))[:, -1].argmax(axis=-1)
+        rows = np.concatenate([rows, nxt[:, None]], axis=1)
+    return rows
+
+
+def briefly_trained(task, steps=20, seed=7, name="tiny", **overrides):
+    """A preset model trained ``steps`` steps with cross-entropy: far from uniform, far from perfect."""
+    model = TransformerLM(preset(name, task.tokenizer.vocab_size, task.block_size, **overrides), seed=seed)
+    train(model, task, TrainConfig(steps=steps, batch_size=16, eval_every=steps, eval_windows=4, warmup=2),
+          progress=False)
+    return model.eval()

@@ -15,8 +15,8 @@ def evaluate_run(run_dir, n_windows=1024, split="val", task_name=None, data=None
     if task.tokenizer.vocab_size != model.config.vocab_size:
         raise ValueError(f"the data's vocabulary has {task.tokenizer.vocab_size} symbols but the model's has "
                          f"{model.config.vocab_size}: evaluate on text written in the run's own symbols")
-    return {"task": task.name, "split": split, "windows": min(n_windows, task.num_windows(split))
-            if hasattr(task, "num_windows") else n_windows, **evaluate(model, task, n_windows, split=split)}
+    scored = len(task.eval_set(split, n_windows)[0])  # at most the whole split
+    return {"task": task.name, "split": split, "windows": scored, **evaluate(model, task, n_windows, split=split)}
 
 
 def add_commands(commands):
