@@ -34,14 +34,17 @@ def _finish(fig, ax):
     return fig
 
 
-def line_plot(x, series, title, xlabel, ylabel, logx=False, logy=False, reference=None):
+def line_plot(x, series, title, xlabel, ylabel, logx=False, logy=False, reference=None, errors=None):
     """One line per entry of ``series`` ({label: y values}) over the shared ``x``; ``reference``
-    = (y, label) adds a dashed horizontal line."""
+    = (y, label) or a list of them adds dashed horizontal lines; ``errors`` ({label: ± values})
+    draws error bars (e.g. one standard deviation over seeds)."""
     fig, ax = _axes(title, xlabel, ylabel)
     for colour, (label, y) in zip(OKABE_ITO, series.items()):
-        ax.plot(x, y, marker="o", markersize=3, color=colour, label=label)
-    if reference is not None:
-        ax.axhline(reference[0], linestyle="--", color="0.4", label=reference[1])
+        ax.errorbar(x, y, yerr=(errors or {}).get(label), marker="o", markersize=3, capsize=3, color=colour,
+                    label=label)
+    references = [reference] if isinstance(reference, tuple) else reference or []
+    for k, (value, label) in enumerate(references):
+        ax.axhline(value, linestyle=("--", ":", "-.")[k % 3], color="0.4", label=label)
     ax.set_xscale("log" if logx else "linear")
     ax.set_yscale("log" if logy else "linear")
     return _finish(fig, ax)
@@ -131,13 +134,15 @@ def _barycentric(q):
     return x, y
 
 
-def training_curves(histories, metric="val_loss", floor=None, title=None, ylabel=None):
+def training_curves(histories, metric="val_loss", floor=None, title=None, ylabel=None, logy=False):
     """One line per run of ``metric`` against the training step.
 
     ``histories`` maps a label to a list of evaluation records (as ``train.train`` returns);
-    ``floor``, if given, is drawn as a dashed line (e.g. the grammar's entropy floor).
+    ``floor``, if given, is drawn as a dashed line (e.g. the grammar's entropy floor); ``logy`` puts
+    the values on a log axis (for values that span decades).
     """
     fig, ax = _axes(title or metric.replace("_", " "), "training step", ylabel or metric.replace("_", " "))
+    ax.set_yscale("log" if logy else "linear")
     for colour, (label, history) in zip(OKABE_ITO, histories.items()):
         points = [(r["step"], r[metric]) for r in history if r.get(metric) is not None]
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, color=colour, label=label)
