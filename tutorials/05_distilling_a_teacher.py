@@ -3,7 +3,7 @@
 #
 # **What you will learn.** Whether a small student learns more from a teacher's soft labels than from
 # the one-hot next tokens alone, measured against the true distribution of the grammar task; how the
-# result moves with λ and with T; and how a schedule that lowers λ during training compares.
+# result moves with λ and with T, over three seeds.
 #
 # **Prerequisites.** Tutorials 1 to 4 (the objective, its gradients, the grammar task, the entropy
 # floor and the teacher of tutorial 4, which this one reuses).
@@ -93,7 +93,7 @@ if tutorial.CLAIMS:  # the claims of the next cell, each over the seeds with a m
 #
 # `results.csv` in each run folder holds every final metric, for your own plots.
 #
-# The λ schedule (lowering λ during training) has its own lesson: tutorial 12.
+# Lowering λ during training has its own lesson, measured over seeds: tutorial 12.
 #
 # **You should see** (120 steps, seeds 0, 1, 2; the check mode runs exactly these): KL to the truth
 # 0.071 ± 0.003 nats/token for the CE-only student, 0.033 ± 0.003 at λ = 0.5 and at λ = 1 (T = 2),

@@ -104,11 +104,12 @@ def simplex_panels(panels, title, corner_labels=("class 0", "class 1", "class 2"
     ``panels`` maps a subtitle to (q, values[, marks]): q (n, 3) points of the simplex, the value at
     each, and optional {label: (3,) point} to mark. Corner k of each triangle is the one-hot class k.
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), dpi=100, squeeze=False)
     for ax, (subtitle, panel) in zip(axes[0], panels.items()):
         q, values = panel[0], panel[1]
         x, y = _barycentric(q)
-        ax.tricontourf(x, y, values, levels=20, cmap="viridis")
+        filled = ax.tricontourf(x, y, values, levels=20, cmap="viridis")
+        fig.colorbar(filled, ax=ax, shrink=0.7, pad=0.02, label=colorbar_label)  # each panel has its own scale
         for colour, (label, point) in zip(OKABE_ITO[1:], (panel[2] if len(panel) > 2 else {}).items()):
             px, py = _barycentric([point])
             ax.plot(px, py, marker="*", markersize=12, color=colour, markeredgecolor="black", linestyle="", label=label)
