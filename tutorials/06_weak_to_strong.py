@@ -91,7 +91,7 @@ if tutorial.CLAIMS and not tutorial.CHECK:  # the description below, for this on
 # %%
 teacher, _ = tutorial.grammar_teacher()
 seeds = tutorial.pick([0, 1, 2], [0])
-noise_lams = tutorial.pick([0.0, 0.5, 1.0], [0.0, 1.0], [0.0, 1.0])
+noise_lams = [0.0, 1.0]  # the same at every size, so the check mode makes the committed figure
 
 
 def kl_to_truth(kd, seed):

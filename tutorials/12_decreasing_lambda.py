@@ -67,8 +67,7 @@ if tutorial.CLAIMS:  # over the seeds, with a margin beyond the spreads
 # to 0.1 ends closer to the truth than the constant λ = 0.5 of the same mean (about 0.045 against
 # 0.060 nats/token), by more than the seed spread. Tutorial 6 measured the two constant extremes on
 # the same runs: 0.071 with the labels alone (λ = 0) and 0.15 imitating the teacher (λ = 1); the
-# schedule beats both. The curves show where it wins: it learns as fast as the teacher-heavy runs
-# early, and its KL keeps falling late, when λ is small and the labels correct the teacher's error.
+# schedule beats both. The figure shows the two runs over training; read where the curves part.
 #
 # That is one setting, chosen because the argument for a schedule is strongest there. It is not a
 # rule: with the *unbiased* teacher of tutorial 5, where imitation is the better guide throughout,
