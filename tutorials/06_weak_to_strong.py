@@ -41,7 +41,7 @@ from minikd.recipes.weak_to_strong import Experiment, WeakToStrongConfig
 backend.reuse_freed_memory()  # keep freed buffers for reuse: training runs faster (see the README)
 small_task = data.AdditionTask(digits=2, train_examples=400, val_examples=40)
 task = tutorial.pick(data.AdditionTask(seed=0), small_task, small_task)
-# One seed at full size (about 6 minutes); the check mode runs it at the fast size, without its claims.
+# One seed at full size; the check mode runs this section at the fast size, without its claims.
 config = WeakToStrongConfig(weak_steps=tutorial.pick(700, 3, 3), steps=tutorial.pick(800, 3, 3),
                             n_verified=tutorial.pick(500, 20, 20), verified_batch=8)
 experiment = Experiment(config, task, progress=False, evaluations=1)  # evaluated at the end only
