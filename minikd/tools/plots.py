@@ -39,15 +39,18 @@ def line_plot(x, series, title, xlabel, ylabel, logx=False, logy=False, referenc
     = (y, label) or a list of them adds dashed horizontal lines; ``errors`` ({label: ± values})
     draws error bars (e.g. one standard deviation over seeds)."""
     fig, ax = _axes(title, xlabel, ylabel)
+    handles = []  # in drawing order (matplotlib would list error-bar containers after plain lines)
     for colour, (label, y) in zip(OKABE_ITO, series.items()):
-        ax.errorbar(x, y, yerr=(errors or {}).get(label), marker="o", markersize=3, capsize=3, color=colour,
-                    label=label)
+        handles.append(ax.errorbar(x, y, yerr=(errors or {}).get(label), marker="o", markersize=3, capsize=3,
+                                   color=colour, label=label))
     references = [reference] if isinstance(reference, tuple) else reference or []
     for k, (value, label) in enumerate(references):
-        ax.axhline(value, linestyle=("--", ":", "-.")[k % 3], color="0.4", label=label)
+        handles.append(ax.axhline(value, linestyle=("--", ":", "-.")[k % 3], color="0.4", label=label))
     ax.set_xscale("log" if logx else "linear")
     ax.set_yscale("log" if logy else "linear")
-    return _finish(fig, ax)
+    ax.legend(handles=handles, frameon=False)
+    fig.tight_layout()
+    return fig
 
 
 def grouped_bars(categories, groups, title, xlabel, ylabel):
