@@ -77,6 +77,8 @@ fig = plots.line_plot(temperatures, {"KL(true ‖ student)": [mean(kl_by_T[T]) f
                       f"Students at λ = 0.5 against temperature (mean of {len(seeds)} seeds)", "temperature T",
                       "KL (nats/token, log scale)", logx=True, logy=True,
                       errors={"KL(true ‖ student)": [spread(kl_by_T[T]) for T in temperatures]})
+fig.axes[0].minorticks_off()
+fig.axes[0].set_xticks(temperatures, [f"{T:g}" for T in temperatures])
 print(tutorial.save_figure(fig, "05_temperature_sweep.png"))
 if tutorial.CLAIMS:  # the claims of the next cell, each over the seeds with a margin beyond the spreads
     assert tutorial.clearly_below(kl_by_lam[0.5], kl_by_lam[0.0])  # distilled students: closer to the truth
