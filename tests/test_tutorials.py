@@ -1,5 +1,6 @@
-"""Every tutorial runs top to bottom in fast mode and writes the figures it promises; plots and
-``minikd figures`` on small inputs."""
+"""Every tutorial runs top to bottom in fast mode and writes the figures it promises; the tutorials
+that assert their claims run them in check mode; some run as notebooks and show their figures inline;
+plots and ``minikd figures`` on small inputs."""
 
 import os
 import re
@@ -29,21 +30,79 @@ def assert_png(path, min_bytes=5_000):
     assert os.path.getsize(path) > min_bytes, path
 
 
-def test_there_are_nine_tutorials_in_reading_order():
-    assert [os.path.basename(p)[:2] for p in PATHS] == [f"{k:02d}" for k in range(1, 10)]
+def name_of(path):
+    return os.path.basename(path)
 
 
-@pytest.mark.parametrize("path", PATHS, ids=[os.path.basename(p) for p in PATHS])
+def test_tutorials_are_numbered_in_reading_order():
+    numbers = [int(name_of(p)[:2]) for p in PATHS]
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= 9
+
+
+def run_tutorial(path, folder, mode, runs=None):
+    """Run a tutorial as a script with ``mode`` (``"MINIKD_FAST"`` or ``"MINIKD_CHECK"``) set."""
+    env = {**os.environ, mode: "1", "MINIKD_FIGURES": str(folder / "figures"),
+           "MINIKD_RUNS": str(runs or folder / "runs"), "MPLBACKEND": "Agg"}
+    env.pop("MINIKD_FAST" if mode == "MINIKD_CHECK" else "MINIKD_CHECK", None)
+    done = subprocess.run([sys.executable, path], env=env, cwd=folder, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[name_of(p) for p in PATHS])
 def test_tutorial_runs_in_fast_mode(path, tmp_path):
     source = Path(path).read_text()
     assert source.startswith("# %% [markdown]\n# # "), "a tutorial opens with its title, in prose"
-    assert "**What you will learn.**" in source.split("# %%\n")[0], "and says what the reader will learn"
-    env = {**os.environ, "MINIKD_FAST": "1", "MINIKD_FIGURES": str(tmp_path / "figures"),
-           "MINIKD_RUNS": str(tmp_path / "runs"), "MPLBACKEND": "Agg"}
-    done = subprocess.run([sys.executable, path], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    opening = source.split("# %%\n")[0]
+    assert "**What you will learn.**" in opening, "and says what the reader will learn"
+    run_tutorial(path, tmp_path, "MINIKD_FAST")
     promised = promised_figures(path)
     assert promised, "every tutorial saves at least one figure"
+    for name in promised:
+        assert_png(tmp_path / "figures" / name)
+
+
+# The tutorials that assert claims (``tutorial.CLAIMS``) run them in check mode; they share one runs
+# folder, so the grammar teacher is trained once for all of them.
+CHECKED = [p for p in PATHS if "tutorial.CLAIMS" in Path(p).read_text()]
+
+
+@pytest.fixture(scope="module")
+def check_runs(tmp_path_factory):
+    return tmp_path_factory.mktemp("check-runs")
+
+
+@pytest.mark.parametrize("path", CHECKED, ids=[name_of(p) for p in CHECKED])
+def test_tutorial_claims_hold_in_check_mode(path, tmp_path, check_runs):
+    run_tutorial(path, tmp_path, "MINIKD_CHECK", runs=check_runs)
+    for name in promised_figures(path):
+        assert_png(tmp_path / "figures" / name)
+
+
+def test_tutorials_4_to_8_assert_their_claims_in_check_mode():
+    mine = {name_of(p)[:2] for p in CHECKED}
+    assert {"04", "05", "06", "08"} <= mine
+
+
+@pytest.mark.parametrize("path", [p for p in PATHS if name_of(p)[:2] in ("01", "03", "05")],
+                         ids=lambda p: name_of(p))
+def test_tutorial_runs_as_a_notebook_with_its_figures_inline(path, tmp_path, monkeypatch):
+    jupytext = pytest.importorskip("jupytext")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    for key, value in {"MINIKD_FAST": "1", "MINIKD_FIGURES": str(tmp_path / "figures"),
+                       "MINIKD_RUNS": str(tmp_path / "runs"), "MPLBACKEND": "Agg"}.items():
+        monkeypatch.setenv(key, value)  # the kernel inherits this environment
+    notebook = jupytext.read(path)
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    promised = promised_figures(path)
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        saved = [name for name in promised if f'"{name}"' in cell.source]
+        images = [out for out in cell.get("outputs", []) if "image/png" in out.get("data", {})]
+        assert len(images) == len(saved), (cell.source[:200], len(images), saved)
     for name in promised:
         assert_png(tmp_path / "figures" / name)
 

@@ -5,14 +5,23 @@
 # *soft labels* carry that a one-hot label does not; and which pairs of distributions the two terms of
 # the distillation objective compare. That last point is often got wrong.
 #
+# **Prerequisites.** Python and NumPy; what a softmax and a logarithm are. No earlier tutorial.
+#
 # A model ends in logits z ∈ ℝ^V, one per token of the vocabulary. Softmax with temperature turns
 # them into probabilities:
 #
 # $$\mathrm{softmax}(z/T)_i = \frac{e^{z_i/T}}{\sum_j e^{z_j/T}}.$$
 #
 # Dividing by T > 1 shrinks the gaps between logits, so the distribution flattens; T < 1 sharpens it.
-# The order of the tokens never changes, and neither do the *ratios* of log-probabilities:
-# $\log p_i - \log p_j = (z_i - z_j)/T$.
+# The order of the tokens never changes. What changes, and how, is exact: a *difference* of
+# log-probabilities is a difference of logits divided by T,
+#
+# $$\log p_i - \log p_j = (z_i - z_j)/T,$$
+#
+# so every such difference shrinks by the same factor 1/T, and a *ratio of two differences*,
+# $(\log p_i - \log p_j)/(\log p_k - \log p_l)$, does not depend on T at all. The probability ratios
+# themselves do change: $p_i/p_j = e^{(z_i - z_j)/T}$ moves toward 1 as T grows. (Neither do the
+# log-probabilities themselves scale by 1/T: the normaliser $\log\sum_j e^{z_j/T}$ changes with T too.)
 
 # %%
 from minikd import backend
@@ -47,6 +56,17 @@ def entropy(p):
 entropies = [entropy(backend.to_numpy(F.softmax(logits, T=T).data)) for T in (0.5, 1.0, 2.0, 5.0, 50.0)]
 print("entropy (nats) at T = 0.5, 1, 2, 5, 50:", [round(h, 3) for h in entropies])
 assert all(a < b for a, b in zip(entropies, entropies[1:]))  # strictly increasing in T
+# The exact statements above, measured: differences of log-probabilities scale by 1/T, their ratios
+# stay, and the probability ratio p(cat)/p(fox) falls toward 1.
+z = backend.to_numpy(logits)
+ratios = []
+for T in temperatures:
+    log_p = backend.to_numpy(F.log_softmax(logits, T=T).data)
+    assert np.isclose(log_p[0] - log_p[3], (z[0] - z[3]) / T)  # a difference: scaled by 1/T
+    assert np.isclose((log_p[0] - log_p[3]) / (log_p[4] - log_p[7]), (z[0] - z[3]) / (z[4] - z[7]))  # a ratio of differences: unchanged
+    ratios.append(float(np.exp(log_p[0] - log_p[3])))
+print("p(cat)/p(fox) at T = 0.5, 1, 2, 5:", [round(r, 3) for r in ratios])
+assert all(a > b > 1 for a, b in zip(ratios, ratios[1:]))  # a probability ratio changes: toward 1
 cold = backend.to_numpy(F.softmax(logits, T=1e-3).data)
 hot = backend.to_numpy(F.softmax(logits, T=1e3).data)
 assert cold[0] > 0.999999 and np.allclose(hot, 1 / len(words), atol=1e-3)
@@ -112,9 +132,29 @@ print(f"student loss at T instead of 1: {float(wrong):.4f} (not {fused:.4f})")
 assert abs(float(wrong) - fused) > 1e-3
 
 # %% [markdown]
-# **Summary.** T flattens a distribution without reordering it; soft labels carry the teacher's view
+# **Summary.** T flattens a distribution without reordering it: log-probability differences shrink
+# by 1/T, their ratios stay, probability ratios move toward 1. Soft labels carry the teacher's view
 # of which wrong answers are nearly right. The student loss uses T = 1 and the ground truth; the
 # distillation loss uses the same T on both sides. Next: the gradients of these losses, by hand.
+#
+# **You should see** (these numbers are exact arithmetic, so yours match to the printed digits):
+# entropies 1.291, 1.420, 1.659, 1.961, 2.078 nats at T = 0.5, 1, 2, 5, 50; p(cat)/p(fox) = 3.32,
+# 1.82, 1.35, 1.13 at T = 0.5, 1, 2, 5; 91.3 % of the soft label at T = 2 on the four synonyms; the
+# by-hand and fused losses equal to 10 digits (2.1200594128), and 2.0261 with the mistake.
+
+# %%
+assert np.allclose(entropies, [1.291, 1.420, 1.659, 1.961, 2.078], atol=1e-3)
+assert np.allclose(ratios, [3.32, 1.82, 1.35, 1.13], atol=5e-3)
+assert abs(soft[:4].sum() - 0.913) < 1e-3 and abs(fused - 2.1200594128) < 1e-9 and abs(float(wrong) - 2.0261) < 1e-4
+
+# %% [markdown]
+# **Exercises.**
+# 1. Show on paper that T → ∞ gives the uniform distribution and T → 0 the one-hot argmax; then find
+#    the smallest T at which `cats` gets more than 5 % of the mass.
+# 2. Add a constant to every logit. Which of the printed numbers change? Prove your answer from the
+#    formula for softmax(z/T).
+# 3. Apply T to the student loss as well (the mistake above) and compute its gradient for one
+#    position by hand: how does it differ from (q − onehot(y))?
 
 # %% [markdown]
 # **Graded exercises.** `softmax_temperature` (softmax with T) and `log_softmax` (a numerically stable

@@ -5,6 +5,9 @@
 # one backward function per op); how a transformer block's backward is written out and checked; and
 # how a teacher trained on the grammar task compares with the best any model can do, the entropy floor.
 #
+# **Prerequisites.** Tutorials 1 to 3; the chain rule for vectors; what a transformer block is (attention
+# and an MLP with residual connections) at the level of a lecture.
+#
 # ## Reverse-mode autograd in one example
 # Every op records its inputs and a `backward` that maps the gradient of its output to gradients of
 # its inputs. `loss.backward()` visits the graph from the loss back to the leaves (in a topological
@@ -81,19 +84,24 @@ print("block:     ", directional_gradcheck(block_loss, block.parameters(), eps=1
 # The `teacher` preset (3 blocks, 4 heads, width 96) trained with cross-entropy:
 
 # %%
-steps = tutorial.pick(1000, 20)
-teacher, history = tutorial.grammar_teacher(steps, tokens=tutorial.pick(200_000, 5_000))
+teacher, history = tutorial.grammar_teacher()  # 400 steps, trained once and kept in runs/tutorials
 final = history[-1]
-print(f"{teacher.num_params():,} parameters, {steps} steps: validation CE {final['val_loss']:.4f}, "
+print(f"{teacher.num_params():,} parameters, {final['step']} steps: validation CE {final['val_loss']:.4f}, "
       f"entropy floor {final['entropy_floor']:.4f}, KL to the truth {final['kl_to_true']:.4f}")
 assert final["kl_to_true"] < history[0]["kl_to_true"]  # training moved it toward the truth
-if not tutorial.FAST:
-    assert final["kl_to_true"] < 0.02  # within 0.02 nats/token of the best possible model
+if tutorial.CLAIMS:
+    assert final["kl_to_true"] < 0.01  # within a hundredth of a nat per token of the best possible model
 
-curves = {"teacher (validation CE)": history}
-fig = plots.training_curves(curves, "val_loss", floor=final["entropy_floor"],
-                            title="A teacher on the grammar task", ylabel="cross-entropy (nats/token)")
+# The loss falls from log V ≈ 4.1 to near the floor, and the gap to the floor (the KL) spans decades:
+# a log axis shows how the last thousandths are won.
+curves = {"teacher: validation CE": history}
+fig = plots.training_curves(curves, "val_loss", floor=final["entropy_floor"], logy=True,
+                            title="A teacher on the grammar task", ylabel="cross-entropy (nats/token, log scale)")
 print(tutorial.save_figure(fig, "04_teacher_curve.png"))
+fig = plots.training_curves({"teacher: KL(true ‖ teacher)": history}, "kl_to_true", logy=True,
+                            title="The teacher's distance to the true distribution",
+                            ylabel="KL to the truth (nats/token, log scale)")
+print(tutorial.save_figure(fig, "04_teacher_kl.png"))
 
 # %% [markdown]
 # What did it learn? After "the", its distribution over the next word, beside the truth:
@@ -107,10 +115,32 @@ top = sorted(range(len(truth)), key=lambda i: -truth[i])[:6]
 for i in top:
     print(f"{task.tokenizer.symbols[i]:>8s}  truth {truth[i]:.3f}  teacher {model[i]:.3f}")
 
+assert abs(sum(truth) - 1) < 1e-9  # the truth is a distribution
+if tutorial.CLAIMS:  # on the six likeliest words, the teacher is within two hundredths of the truth
+    assert max(abs(truth[i] - model[i]) for i in top) < 0.02
+
 # %% [markdown]
 # **Summary.** Autograd is the chain rule applied backward through recorded ops, with each op's
 # local derivative written by hand and checked against finite differences. A 344k-parameter teacher
-# gets within a few thousandths of a nat per token of the entropy floor. Next: distilling it into a student.
+# gets, in 400 steps, within a few thousandths of a nat per token of the entropy floor. Next: distilling it into a student.
+#
+# **You should see.** Every gradient check passes (errors near 1e-9 or below). After 400 steps the
+# teacher ends with a KL to the truth of 0.006 ± 0.002 nats/token above an entropy floor of 1.58;
+# after "the" (where an adjective or a noun
+# comes next) its probabilities for the six likeliest words are within 0.02 of the truth's.
+
+# %%
+if tutorial.CLAIMS:
+    assert abs(final["kl_to_true"] - 0.006) < 0.002
+    assert abs(final["entropy_floor"] - 1.58) < 0.01
+
+# %% [markdown]
+# **Exercises.**
+# 1. Use a tensor twice, `f = (a * a).sum()`, and check that `a.grad` is 2a. What would a backward
+#    that *assigned* instead of *adding* gradients give?
+# 2. Train the teacher for 1000 steps instead (`tutorial.grammar_teacher(1000)`): how far above the
+#    floor does it end? Plot the KL against steps on a log axis.
+# 3. Derive the backward of GELU's tanh approximation and compare it with `minikd/nn/layers.py`.
 
 # %% [markdown]
 # **Graded exercises.** `autograd_function` (a sigmoid Function, forward and backward),

@@ -3,104 +3,119 @@
 #
 # **What you will learn.** Whether a small student learns more from a teacher's soft labels than from
 # the one-hot next tokens alone, measured against the true distribution of the grammar task; how the
-# result moves with λ and with T; and how a schedule that lowers λ during training compares.
+# result moves with λ and with T, over three seeds.
+#
+# **Prerequisites.** Tutorials 1 to 4 (the objective, its gradients, the grammar task, the entropy
+# floor and the teacher of tutorial 4, which this one reuses).
 #
 # The setting is data-limited on purpose: the teacher (tutorial 4) saw 200,000 tokens; each student
 # sees 8,000. A one-hot label is one sample from the next-token distribution, while a soft label
 # carries the teacher's estimate of the whole distribution, so soft labels have the most to add when
-# samples are few. Every student has the same size (`small`, 61k parameters), data, steps and seed.
-# We measure the KL from the true distribution, which the grammar lets us compute exactly.
+# samples are few. Every student has the same size (`small`, 61k parameters), data, steps and seed,
+# and the whole comparison is repeated over three seeds (each seed draws the student's 8,000 tokens,
+# its initial weights and its batches). We measure the KL from the true distribution, which the
+# grammar lets us compute exactly, and report mean ± standard deviation over the seeds.
 
 # %%
-import csv
-import os
-
 from minikd import backend
-from minikd.tasks import data
 from minikd.tools import plots, tutorial
-from minikd.recipes.distill import DistillConfig, Distiller
+from minikd.recipes.distill import DistillConfig
 from minikd.recipes.launch import sweep
-from minikd.nn.model import TransformerLM, preset
-from minikd.recipes.train import TrainConfig, train
+from minikd.recipes.train import TrainConfig
 
 backend.reuse_freed_memory()  # keep freed buffers for reuse: training runs faster (see the README)
-teacher_steps, teacher_tokens = tutorial.pick(1000, 20), tutorial.pick(200_000, 5_000)
-teacher, _ = tutorial.grammar_teacher(teacher_steps, teacher_tokens)
+teacher, _ = tutorial.grammar_teacher()
+teacher_dir = tutorial.teacher_folder(tutorial.TEACHER_STEPS, tutorial.TEACHER_TOKENS)
 student_tokens = tutorial.pick(8_000, 2_000)
-config = TrainConfig(steps=tutorial.pick(300, 6), eval_every=tutorial.pick(50, 3), eval_windows=tutorial.pick(256, 16))
-teacher_dir = tutorial.teacher_folder(teacher_steps, teacher_tokens)
+seeds = tutorial.pick([0, 1, 2], [0])
+steps = tutorial.pick(120, 6)
 out = tutorial.runs_dir("05")
 
 # %% [markdown]
-# ## λ from 0 (CE only) to 1 (imitation only), at T = 2
+# ## λ from 0 (CE only) to 1 (imitation only), at T = 2; then T at λ = 0.5
 # `minikd.recipes.launch.sweep` trains one student per setting and writes `results.csv` (the same as
-# `minikd sweep` on the command line).
+# `minikd sweep` on the command line); we call it once per seed.
 
 # %%
-lams = [0.0, 0.25, 0.5, 0.75, 1.0]
-by_lam = sweep(teacher_dir, lams, [2.0], DistillConfig(), config, os.path.join(out, "lam"),
-               train_tokens=student_tokens, overwrite=True, progress=False)  # each run of the tutorial replaces its own
-by_T = sweep(teacher_dir, [0.5], [1.0, 4.0], DistillConfig(), config, os.path.join(out, "T"),
-             train_tokens=student_tokens, overwrite=True, progress=False)
-by_T = sorted([*by_T, by_lam[lams.index(0.5)]], key=lambda row: row["T"])  # λ = 0.5, T = 2 is already trained
+lams = tutorial.pick([0.0, 0.25, 0.5, 0.75, 1.0], [0.0, 0.5, 1.0], [0.0, 0.5, 1.0])
+temperatures = tutorial.pick([1.0, 2.0, 4.0], [1.0, 2.0], [1.0, 2.0])
+kl_by_lam = {lam: [] for lam in lams}  # λ -> KL to the truth, one per seed
+kl_to_teacher = {lam: [] for lam in lams}
+kl_by_T = {T: [] for T in temperatures}  # at λ = 0.5
+for seed in seeds:
+    config = TrainConfig(steps=steps, eval_every=steps, eval_windows=tutorial.pick(128, 16), seed=seed)
+    for row in sweep(teacher_dir, lams, [2.0], DistillConfig(), config, tutorial.runs_dir("05", f"lam-{seed}"),
+                     train_tokens=student_tokens, overwrite=True, progress=False, out_fn=lambda line: None):
+        kl_by_lam[row["lam"]].append(row["kl_to_true"])
+        kl_to_teacher[row["lam"]].append(row["kl_to_teacher"])
+    others = [T for T in temperatures if T != 2.0]  # λ = 0.5, T = 2 is already trained
+    for row in sweep(teacher_dir, [0.5], others, DistillConfig(), config, tutorial.runs_dir("05", f"T-{seed}"),
+                     train_tokens=student_tokens, overwrite=True, progress=False, out_fn=lambda line: None):
+        kl_by_T[row["T"]].append(row["kl_to_true"])
+    kl_by_T[2.0].append(kl_by_lam[0.5][-1])
+for lam in lams:
+    print(f"T = 2, λ = {lam:4}: KL to the truth {tutorial.describe(kl_by_lam[lam])}")
+for T in temperatures:
+    print(f"λ = 0.5, T = {T:g}:  KL to the truth {tutorial.describe(kl_by_T[T])}")
 
 # %% [markdown]
 # The CE-only student (λ = 0) against the distilled ones: lower KL to the truth is better, and the
-# entropy floor is the same for all.
+# entropy floor is the same for all. The error bars are one standard deviation over the seeds; the
+# KL spans more than a decade, so the axis is logarithmic.
 
 # %%
-kl_by_lam = [row["kl_to_true"] for row in by_lam]
-fig = plots.line_plot(lams, {"KL(true ‖ student)": kl_by_lam, "KL(teacher ‖ student)": [r["kl_to_teacher"] for r in by_lam]},
-                      "Students at T = 2: distance to the truth and to the teacher", "λ (weight of the teacher)",
-                      "KL (nats/token)")
+mean = lambda values: tutorial.mean_spread(values)[0]  # noqa: E731
+spread = lambda values: tutorial.mean_spread(values)[1]  # noqa: E731
+fig = plots.line_plot(lams, {"KL(true ‖ student)": [mean(kl_by_lam[lam]) for lam in lams],
+                             "KL(teacher ‖ student)": [mean(kl_to_teacher[lam]) for lam in lams]},
+                      f"Students at T = 2 (mean of {len(seeds)} seeds)", "λ (weight of the teacher)",
+                      "KL (nats/token, log scale)", logy=True,
+                      errors={"KL(true ‖ student)": [spread(kl_by_lam[lam]) for lam in lams],
+                              "KL(teacher ‖ student)": [spread(kl_to_teacher[lam]) for lam in lams]})
 print(tutorial.save_figure(fig, "05_lambda_sweep.png"))
-temperatures = [row["T"] for row in by_T]
-fig = plots.line_plot(temperatures, {"KL(true ‖ student)": [r["kl_to_true"] for r in by_T]},
-                      "Students at λ = 0.5 against temperature", "temperature T", "KL (nats/token)", logx=True)
+fig = plots.line_plot(temperatures, {"KL(true ‖ student)": [mean(kl_by_T[T]) for T in temperatures]},
+                      f"Students at λ = 0.5 against temperature (mean of {len(seeds)} seeds)", "temperature T",
+                      "KL (nats/token, log scale)", logx=True, logy=True,
+                      errors={"KL(true ‖ student)": [spread(kl_by_T[T]) for T in temperatures]})
+fig.axes[0].minorticks_off()
+fig.axes[0].set_xticks(temperatures, [f"{T:g}" for T in temperatures])
 print(tutorial.save_figure(fig, "05_temperature_sweep.png"))
-if not tutorial.FAST:  # the claim: with few samples, soft labels bring the student closer to the truth
-    assert min(kl_by_lam[1:]) < kl_by_lam[0]
+if tutorial.CLAIMS:  # the claims of the next cell, each over the seeds with a margin beyond the spreads
+    assert tutorial.clearly_below(kl_by_lam[0.5], kl_by_lam[0.0])  # distilled students: closer to the truth
+    assert tutorial.clearly_below(kl_by_lam[1.0], kl_by_lam[0.0])
+    assert tutorial.clearly_below(kl_by_T[2.0], kl_by_T[1.0])  # T = 2 beats T = 1 at λ = 0.5
 
 # %% [markdown]
-# `results.csv` holds every final metric of every run, for your own plots:
+# **What the numbers say.** Over the seeds, every distilled student ends closer to the truth than the
+# CE-only one, by more than the seed-to-seed spread; with 8,000 tokens the soft labels carry what the
+# one-hot labels lack. At λ = 0.5, T = 2 beats T = 1 by more than the spread. Where the curve is
+# flatter (between λ = 0.5 and 1, or T = 2 and 4), read the error bars before ranking: this tutorial
+# makes no claim there. Whether the CE-only student catches up with more data is not measured here;
+# it is exercise 2.
+#
+# `results.csv` in each run folder holds every final metric, for your own plots.
+#
+# Lowering λ during training has its own lesson, measured over seeds: tutorial 12.
+#
+# **You should see** (120 steps, seeds 0, 1, 2; the check mode runs exactly these): KL to the truth
+# 0.071 ± 0.003 nats/token for the CE-only student, 0.033 ± 0.003 at λ = 0.5 and at λ = 1 (T = 2),
+# and 0.050 ± 0.002 at λ = 0.5, T = 1. The teacher itself is 0.006 from the truth: at this budget the
+# students are far from it, so more steps would move every number (exercise 3).
 
 # %%
-with open(os.path.join(out, "lam", "results.csv")) as f:
-    for row in csv.DictReader(f):
-        print(f"λ = {float(row['lam']):4}  validation CE {float(row['val_loss']):.4f}  "
-              f"KL to truth {float(row['kl_to_true']):.4f}  agreement {float(row['agreement']):.3f}")
+if tutorial.CLAIMS:  # each mean within 0.005 of the value quoted above
+    for quoted, values in ((0.071, kl_by_lam[0.0]), (0.033, kl_by_lam[0.5]), (0.033, kl_by_lam[1.0]),
+                           (0.050, kl_by_T[1.0])):
+        assert abs(mean(values) - quoted) < 0.005, (quoted, values)
 
 # %% [markdown]
-# ## A schedule for λ
-# A common practice lowers λ as the student improves: lean on the teacher early, on the data late.
-# `DistillConfig(lam=0.9, lam_end=0.1, lam_schedule="cosine")` does so; the schedule is logged with
-# every evaluation. Compared with the constant λ = 0.5 of the same mean:
-
-# %%
-task = data.GrammarTask(train_tokens=student_tokens, seed=0)
-curves = {}
-for label, kd in (("constant λ = 0.5", DistillConfig(lam=0.5)),
-                  ("cosine λ 0.9 → 0.1", DistillConfig(lam=0.9, lam_end=0.1, lam_schedule="cosine"))):
-    student = TransformerLM(preset("small", task.tokenizer.vocab_size, task.block_size), seed=0)
-    distiller = Distiller(teacher, kd, config.steps)
-    curves[label] = train(student, task, config, loss_fn=distiller, teacher=teacher, describe=distiller.describe,
-                          progress=False)
-    print(f"{label:20s} KL to truth {curves[label][-1]['kl_to_true']:.4f}; λ at the evaluations: "
-          + ", ".join(f"{r['lam']:.2f}" for r in curves[label][::2]))
-assert curves["cosine λ 0.9 → 0.1"][0]["lam"] == 0.9 and abs(curves["cosine λ 0.9 → 0.1"][-1]["lam"] - 0.1) < 1e-12
-fig = plots.training_curves(curves, "kl_to_true", title="Constant and scheduled λ",
-                            ylabel="KL(true ‖ student) (nats/token)")
-print(tutorial.save_figure(fig, "05_lambda_schedule.png"))
-
-# %% [markdown]
-# **What to take away.** Read your own numbers above. In our run (seed 0, a 2-core CPU) the CE-only
-# student ended at a KL of 0.028 nats/token from the truth and every distilled student closer; the
-# more weight on the teacher, the closer, down to 0.004 at λ = 1, because this teacher is itself
-# within 0.004 of the truth. T = 2 did better than T = 1, and T = 4 about as well; the cosine schedule
-# from 0.9 to 0.1 ended *worse* than constant λ = 0.5 (0.012 against 0.007), because it leans on the
-# labels at the end, and here the teacher is the better guide. One seed, one data size: repeat with
-# other seeds (`TrainConfig(seed=...)`) and more student tokens before you generalise; with plenty of
-# data the CE-only student catches up.
+# **Exercises.**
+# 1. Add `DistillConfig(divergence="reverse_kl")` to the sweep: is the mode-seeking student closer
+#    to the truth or farther, over the three seeds?
+# 2. The data-size question: repeat the CE-only and λ = 1 students with `student_tokens` = 8,000,
+#    32,000 and 128,000 over three seeds. Does the gap close? Report mean ± spread.
+# 3. Train every student for 600 steps (`steps = 600`). Which of the three claims above still
+#    holds over the seeds, and how close to the teacher's 0.006 does the λ = 1 student get?
 
 # %% [markdown]
 # **Graded exercises.** `distillation_step` (the order of a distillation training step). Start one with

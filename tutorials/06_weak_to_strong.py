@@ -6,6 +6,9 @@
 # much of the gap to a fully supervised model does it recover? Then two practical questions about λ:
 # what to do when the ground-truth labels are noisy, and when the teacher errs systematically.
 #
+# **Prerequisites.** Tutorials 3 and 5 (λ, soft labels, the grammar teacher of tutorial 4). The
+# addition task is introduced here.
+#
 # ## The weak-to-strong setting
 # On the addition task (`"123+045=0168"`), a weak teacher (the `small` preset, trained briefly) labels
 # most training problems with its own answers; a small verified set keeps the true answers. The
@@ -19,6 +22,12 @@
 # the ceiling (the strong model trained on all the true answers, same budget):
 #
 # $$\mathrm{PGR} = \frac{\text{student} - \text{weak}}{\text{ceiling} - \text{weak}}.$$
+#
+# One difference from Burns et al. matters for what the numbers mean: their strong student sees
+# *only* the weak labels (here: λ = 1). minikd's default mixes in a small set of *verified* problems
+# with their true answers (λ < 1). A student that beats its teacher at λ = 0.5 may owe that to the
+# verified answers, not to weak-to-strong generalization; the runs at λ = 0 (verified only) and λ = 1
+# (weak only, Burns et al.'s setting) are there to tell the two apart.
 
 # %%
 from minikd import backend
@@ -30,9 +39,11 @@ from minikd.recipes.train import TrainConfig, train
 from minikd.recipes.weak_to_strong import Experiment, WeakToStrongConfig
 
 backend.reuse_freed_memory()  # keep freed buffers for reuse: training runs faster (see the README)
-task = tutorial.pick(data.AdditionTask(seed=0), data.AdditionTask(digits=2, train_examples=400, val_examples=40))
-config = WeakToStrongConfig(weak_steps=tutorial.pick(700, 3), steps=tutorial.pick(800, 3),
-                            n_verified=tutorial.pick(500, 20), verified_batch=8)
+small_task = data.AdditionTask(digits=2, train_examples=400, val_examples=40)
+task = tutorial.pick(data.AdditionTask(seed=0), small_task, small_task)
+# One seed at full size; the check mode runs this section at the fast size, without its claims.
+config = WeakToStrongConfig(weak_steps=tutorial.pick(700, 3, 3), steps=tutorial.pick(800, 3, 3),
+                            n_verified=tutorial.pick(500, 20, 20), verified_batch=8)
 experiment = Experiment(config, task, progress=False, evaluations=1)  # evaluated at the end only
 experiment.weak()
 experiment.ceiling()
@@ -57,19 +68,20 @@ names = ["weak", *[f"λ={lam}" for lam in lams], "λ=0.5 + confidence", "ceiling
 fig = plots.grouped_bars(names, {"exact match (validation)": [experiment.accuracy(n) for n in names]},
                          "Weak-to-strong on addition", "model", "exact-match accuracy (fraction)")
 print(tutorial.save_figure(fig, "06_weak_to_strong.png"))
-if not tutorial.FAST:  # the claims of this section, for these settings
-    assert experiment.accuracy("λ=0.5") > experiment.accuracy("weak")  # the student beats its teacher
-    assert experiment.accuracy("λ=0.5") > experiment.accuracy("λ=0.0")  # the weak labels help
+if tutorial.CLAIMS and not tutorial.CHECK:  # the description below, for this one run (seed 0)
+    assert experiment.accuracy("λ=0.5") > 1.5 * experiment.accuracy("weak")
+    assert experiment.accuracy("λ=0.5") > 5 * experiment.accuracy("λ=0.0")
+    assert abs(experiment.pgr("λ=1.0")) < 0.05
 
 # %% [markdown]
-# Read the numbers above. In our run (800 steps, seed 0, a 2-core CPU) the student at λ = 0.5 reached
-# 18 % exact match, twice its weak teacher's 9 %: it beats the teacher whose labels it learns from,
-# because the larger model generalises from what is right in those labels faster than it fits their
-# particular mistakes. The weak labels were needed: on the 500 verified problems alone (λ = 0) it
-# reached 1 %. At λ = 1 it copied its teacher exactly (PGR 0). The confidence loss did *not* help at
-# this budget (8 %); in the full-size run of `minikd weak-to-strong` (1500 steps) it raised the student
-# from 41 % to 68 % (see the README). Results like these depend on the budget and the seed; report
-# them as they come.
+# Read the numbers above: they are **one run** (800 steps, seed 0), an illustration, not evidence of
+# a difference between methods. In ours the student at λ = 0.5 reached 18 % exact match against its
+# weak teacher's 9 %; on the 500 verified problems alone (λ = 0) it reached 1 %, and on the weak labels
+# alone (λ = 1, Burns et al.'s setting) it copied its teacher (PGR 0). So here the gain over the
+# teacher comes from *combining* the verified answers with the weak labels, not from the strong
+# student generalizing past weak labels on its own; in Burns et al.'s setting this student recovered
+# nothing. The confidence loss gave 8 %, below the student without it, in this run. Over three seeds
+# of the longer `minikd weak-to-strong` run (the README), the confidence loss does not help either.
 #
 # ## Noisy labels: lean on the teacher
 # Back to the grammar task and the teacher of tutorial 4. Corrupt half of the students' ground-truth
@@ -77,44 +89,85 @@ if not tutorial.FAST:  # the claims of this section, for these settings
 # CE-only student learns the noise; the teacher's soft labels do not contain it.
 
 # %%
-teacher, _ = tutorial.grammar_teacher(tutorial.pick(1000, 20), tokens=tutorial.pick(200_000, 5_000))
-grammar = data.GrammarTask(train_tokens=tutorial.pick(8_000, 2_000), seed=0)
-student_config = TrainConfig(steps=tutorial.pick(200, 4), eval_every=tutorial.pick(200, 4),
-                             eval_windows=tutorial.pick(256, 16))
+teacher, _ = tutorial.grammar_teacher()
+seeds = tutorial.pick([0, 1, 2], [0])
+noise_lams = [0.0, 1.0]  # the same at every size, so the check mode makes the committed figure
 
 
-def kl_to_truth(kd):
-    student = TransformerLM(preset("small", grammar.tokenizer.vocab_size, grammar.block_size), seed=0)
-    history = train(student, grammar, student_config, loss_fn=Distiller(teacher, kd, student_config.steps),
+def kl_to_truth(kd, seed):
+    """A `small` student's final KL to the truth, trained with ``kd`` on the seed's 8,000 tokens."""
+    grammar = data.GrammarTask(train_tokens=tutorial.pick(8_000, 2_000), seed=seed)
+    student_config = TrainConfig(steps=tutorial.pick(120, 4), eval_every=tutorial.pick(120, 4),
+                                 eval_windows=tutorial.pick(128, 16), seed=seed)
+    student = TransformerLM(preset("small", grammar.tokenizer.vocab_size, grammar.block_size), seed=seed)
+    history = train(student, grammar, student_config, loss_fn=Distiller(teacher, kd, student_config.steps, seed=seed),
                     progress=False)
     return history[-1]["kl_to_true"]
 
 
-noisy = [kl_to_truth(DistillConfig(lam=lam, T=2.0, label_noise=0.5)) for lam in lams]
+noisy = {lam: [kl_to_truth(DistillConfig(lam=lam, T=2.0, label_noise=0.5), seed) for seed in seeds]
+         for lam in noise_lams}
 
 # %% [markdown]
-# ## A teacher with a systematic error: lean on the ground truth
+# ## A teacher with a systematic error
 # Now clean labels but a teacher that errs the same way every time: after "the" it adds 4 to the logit
 # of "cats" (`teacher_bias=("the", "cats", 4.0)`), so it says "cats" far more often than the language
-# does. Imitating it more closely means learning the error.
+# does. Imitating it more closely means learning the error; the labels, on the other hand, are few.
+# Which wins is a measurement, not a rule:
 
 # %%
-ids = grammar.tokenizer.ids
-biased = [kl_to_truth(DistillConfig(lam=lam, T=2.0, teacher_bias=(ids["the"], ids["cats"], 4.0))) for lam in lams]
-for lam, a, b in zip(lams, noisy, biased):
-    print(f"λ = {lam}: KL to the truth with noisy labels {a:.4f}; with the biased teacher {b:.4f}")
-fig = plots.line_plot(lams, {"50 % noisy labels, good teacher": noisy, "clean labels, biased teacher": biased},
-                      "What each problem asks of λ", "λ (weight of the teacher)", "KL(true ‖ student) (nats/token)")
+ids = data.GrammarTask(train_tokens=2_000, seed=0).tokenizer.ids
+bias = (ids["the"], ids["cats"], 4.0)
+biased = {lam: [kl_to_truth(DistillConfig(lam=lam, T=2.0, teacher_bias=bias), seed) for seed in seeds]
+          for lam in noise_lams}
+for lam in noise_lams:
+    print(f"λ = {lam}: KL to the truth with noisy labels {tutorial.describe(noisy[lam])}; "
+          f"with the biased teacher {tutorial.describe(biased[lam])}")
+mean = lambda values: tutorial.mean_spread(values)[0]  # noqa: E731
+spread = lambda values: tutorial.mean_spread(values)[1]  # noqa: E731
+fig = plots.line_plot(noise_lams, {"50 % noisy labels, good teacher": [mean(noisy[lam]) for lam in noise_lams],
+                                   "clean labels, biased teacher": [mean(biased[lam]) for lam in noise_lams]},
+                      f"What each problem asks of λ (mean ± sd of {len(seeds)} seeds)", "λ (weight of the teacher)",
+                      "KL(true ‖ student) (nats/token, log scale)", logy=True,
+                      errors={"50 % noisy labels, good teacher": [spread(noisy[lam]) for lam in noise_lams],
+                              "clean labels, biased teacher": [spread(biased[lam]) for lam in noise_lams]})
 print(tutorial.save_figure(fig, "06_noise_and_bias.png"))
-if not tutorial.FAST:
-    assert noisy[-1] < noisy[0]  # noisy labels: more teacher is better
-    assert biased[-1] > biased[0]  # a systematically wrong teacher: more teacher is worse
+if tutorial.CLAIMS:  # each over the seeds, with a margin beyond the spreads
+    assert tutorial.clearly_below(noisy[1.0], noisy[0.0])  # noisy labels: the teacher is the better guide
+    assert tutorial.clearly_below(biased[0.0], biased[1.0])  # this biased teacher: the labels are
 
 # %% [markdown]
-# **Summary.** A weak teacher's labels plus a few verified ones can train a student past the teacher,
-# and the confidence loss helps it ignore the teacher's errors. When the labels are noisy, raise λ;
-# when the teacher is wrong in a systematic way, lower it. In practice you rarely know which, so
-# measure on held-out data with trusted labels.
+# **What the numbers say.** With half the labels corrupted, the CE-only student is about 0.64
+# nats/token from the truth and the student at λ = 1 about 0.03: lean on the teacher. With clean labels
+# and this teacher's bias (4 nats on one wrong word in one context), the order turns over: about 0.07
+# with labels alone and 0.15 imitating the teacher. So the advice follows from these runs, for these
+# sizes: when the labels are noisy, raise λ; when the teacher is wrong in a way that costs more than
+# the labels' sampling noise (here it doubles the distance to the truth), lower it. In practice you
+# rarely know which, so measure on held-out data with trusted labels; the bias knob makes the
+# teacher's error as large as you like (exercise 1).
+#
+# **Summary.** With a verified set mixed in, a strong student can pass its weak teacher here; with
+# the weak labels alone (Burns et al.'s setting) it did not, and the confidence loss did not help
+# (one seed here; three in the README). Noisy labels call for a larger λ, a systematically wrong
+# teacher for a smaller one, as measured above over three seeds.
+#
+# **You should see** (seeds 0, 1, 2, 120 steps, the check mode runs exactly these): KL to the truth
+# with noisy labels 0.64 ± 0.02 at λ = 0 and 0.032 ± 0.005 at λ = 1; with the biased teacher
+# 0.071 ± 0.005 at λ = 0 and 0.15 ± 0.01 at λ = 1.
+
+# %%
+if tutorial.CLAIMS:
+    for quoted, tolerance, values in ((0.64, 0.02, noisy[0.0]), (0.032, 0.005, noisy[1.0]),
+                                      (0.071, 0.005, biased[0.0]), (0.15, 0.01, biased[1.0])):
+        assert abs(mean(values) - quoted) < tolerance, (quoted, values)
+
+# %% [markdown]
+# **Exercises.**
+# 1. Lower the bias from 4 to 1 and to 0.25 nats: at which bias does imitating the teacher stop
+#    costing more than the labels' noise? Use three seeds.
+# 2. Give the biased teacher noisy labels too (both knobs at once). Which λ is best now?
+# 3. Run `minikd weak-to-strong --lam 1` (Burns et al.'s setting, no verified labels) with three seeds
+#    and a teacher trained for 1000 steps: is the PGR above 0 by more than the spread?
 
 # %% [markdown]
 # **Graded exercises.** `pgr` (the performance gap recovered). Start one with `minikd exercise show pgr

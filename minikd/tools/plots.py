@@ -37,17 +37,23 @@ def _finish(fig, ax):
     return fig
 
 
-def line_plot(x, series, title, xlabel, ylabel, logx=False, logy=False, reference=None):
+def line_plot(x, series, title, xlabel, ylabel, logx=False, logy=False, reference=None, errors=None):
     """One line per entry of ``series`` ({label: y values}) over the shared ``x``; ``reference``
-    = (y, label) adds a dashed horizontal line."""
+    = (y, label) or a list of them adds dashed horizontal lines; ``errors`` ({label: ± values})
+    draws error bars (e.g. one standard deviation over seeds)."""
     fig, ax = _axes(title, xlabel, ylabel)
+    handles = []  # in drawing order (matplotlib would list error-bar containers after plain lines)
     for colour, (label, y) in zip(OKABE_ITO, series.items()):
-        ax.plot(x, y, marker="o", markersize=3, color=colour, label=label)
-    if reference is not None:
-        ax.axhline(reference[0], linestyle="--", color="0.4", label=reference[1])
+        handles.append(ax.errorbar(x, y, yerr=(errors or {}).get(label), marker="o", markersize=3, capsize=3,
+                                   color=colour, label=label))
+    references = [reference] if isinstance(reference, tuple) else reference or []
+    for k, (value, label) in enumerate(references):
+        handles.append(ax.axhline(value, linestyle=("--", ":", "-.")[k % 3], color="0.4", label=label))
     ax.set_xscale("log" if logx else "linear")
     ax.set_yscale("log" if logy else "linear")
-    return _finish(fig, ax)
+    ax.legend(handles=handles, frameon=False)
+    fig.tight_layout()
+    return fig
 
 
 def grouped_bars(categories, groups, title, xlabel, ylabel):
@@ -104,11 +110,12 @@ def simplex_panels(panels, title, corner_labels=("class 0", "class 1", "class 2"
     ``panels`` maps a subtitle to (q, values[, marks]): q (n, 3) points of the simplex, the value at
     each, and optional {label: (3,) point} to mark. Corner k of each triangle is the one-hot class k.
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), dpi=100, squeeze=False)
     for ax, (subtitle, panel) in zip(axes[0], panels.items()):
         q, values = panel[0], panel[1]
         x, y = _barycentric(q)
-        ax.tricontourf(x, y, values, levels=20, cmap="viridis")
+        filled = ax.tricontourf(x, y, values, levels=20, cmap="viridis")
+        fig.colorbar(filled, ax=ax, shrink=0.7, pad=0.02, label=colorbar_label)  # each panel has its own scale
         for colour, (label, point) in zip(OKABE_ITO[1:], (panel[2] if len(panel) > 2 else {}).items()):
             px, py = _barycentric([point])
             ax.plot(px, py, marker="*", markersize=12, color=colour, markeredgecolor="black", linestyle="", label=label)
@@ -134,13 +141,15 @@ def _barycentric(q):
     return x, y
 
 
-def training_curves(histories, metric="val_loss", floor=None, title=None, ylabel=None):
+def training_curves(histories, metric="val_loss", floor=None, title=None, ylabel=None, logy=False):
     """One line per run of ``metric`` against the training step.
 
     ``histories`` maps a label to a list of evaluation records (as ``train.train`` returns);
-    ``floor``, if given, is drawn as a dashed line (e.g. the grammar's entropy floor).
+    ``floor``, if given, is drawn as a dashed line (e.g. the grammar's entropy floor); ``logy`` puts
+    the values on a log axis (for values that span decades).
     """
     fig, ax = _axes(title or metric.replace("_", " "), "training step", ylabel or metric.replace("_", " "))
+    ax.set_yscale("log" if logy else "linear")
     for colour, (label, history) in zip(OKABE_ITO, histories.items()):
         points = [(r["step"], r[metric]) for r in history if r.get(metric) is not None]
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, color=colour, label=label)

@@ -1,11 +1,17 @@
-"""What the tutorials share: the fast mode, where figures and runs go, and a cached grammar teacher.
+"""What the tutorials share: their three sizes, seeds and mean ± spread, where figures and runs go,
+and a cached grammar teacher.
 
-``MINIKD_FAST=1`` shrinks every size (the test suite runs each tutorial so); ``MINIKD_FIGURES``
+Three sizes: full (the default), ``MINIKD_CHECK=1`` (what the test suite runs: the runs whose
+numbers the prose quotes, at the same size, over the same seeds, with the assertions on; only the
+extra points of a figure are left out) and ``MINIKD_FAST=1`` (every size shrunk: only that the code
+runs, no science assertions). ``MINIKD_FIGURES``
 (default ``figures``) and ``MINIKD_RUNS`` (default ``runs/tutorials``) are the output folders.
 """
 
 import json
+import math
 import os
+import sys
 
 from minikd.recipes import checkpoint
 from minikd.tasks import data
@@ -15,20 +21,53 @@ from minikd.recipes.train import TrainConfig, train
 
 
 
-def _fast_mode():
-    """``MINIKD_FAST``: ``1`` fast, ``0`` or unset full; any other value is an error, never a silent "no"."""
-    value = os.environ.get("MINIKD_FAST", "").strip()
+def _switch(name):
+    """``$name``: ``1`` on, ``0`` or unset off; any other value is an error, never a silent "no"."""
+    value = os.environ.get(name, "").strip()
     if value not in ("", "0", "1"):
-        raise ValueError(f"MINIKD_FAST must be 1 (fast) or 0 (full), got {value!r}")
+        raise ValueError(f"{name} must be 1 (on) or 0 (off), got {value!r}")
     return value == "1"
 
 
-FAST = _fast_mode()
+FAST = _switch("MINIKD_FAST")
+CHECK = not FAST and _switch("MINIKD_CHECK")
+CLAIMS = not FAST  # the science assertions run at full size and in check mode
 
 
-def pick(full, fast):
-    """``full`` normally, ``fast`` under ``MINIKD_FAST=1``."""
-    return fast if FAST else full
+def pick(full, fast, check=None):
+    """``full`` normally, ``fast`` under ``MINIKD_FAST=1``, ``check`` (default ``full``) under ``MINIKD_CHECK=1``."""
+    if FAST:
+        return fast
+    return check if CHECK and check is not None else full
+
+
+def mean_spread(values):
+    """(mean, spread) of a list of per-seed results; the spread is the sample standard deviation
+    (0 for a single value)."""
+    values = [float(v) for v in values]
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def describe(values, fmt="{:.4f}"):
+    """``"mean ± spread (v1, v2, v3)"`` for per-seed results."""
+    mean, spread = mean_spread(values)
+    return f"{fmt.format(mean)} ± {fmt.format(spread)} ({', '.join(fmt.format(float(v)) for v in values)})"
+
+
+def clearly_below(low, high):
+    """Whether the mean of ``low`` is below the mean of ``high`` by more than the two spreads together:
+    the test the tutorials use for "one method beats another" over seeds."""
+    (mean_low, spread_low), (mean_high, spread_high) = mean_spread(low), mean_spread(high)
+    return mean_high - mean_low > spread_low + spread_high
+
+
+def in_kernel():
+    """Whether this runs inside a Jupyter kernel (a notebook), not as a script."""
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
 
 
 def runs_dir(*parts):
@@ -36,13 +75,18 @@ def runs_dir(*parts):
 
 
 def save_figure(fig, name):
-    """Save ``fig`` as ``$MINIKD_FIGURES/name`` (a PNG) and return the path."""
+    """Save ``fig`` as ``$MINIKD_FIGURES/name`` (a PNG) and return the path; in a notebook, also show
+    the saved PNG inline under the cell."""
     path = os.path.join(os.environ.get("MINIKD_FIGURES", "figures"), name)
     plots.save(fig, path)
+    if in_kernel():
+        from IPython.display import Image, display  # only inside a kernel, where IPython is loaded
+
+        display(Image(filename=path))
     return path
 
 
-def teacher_folder(steps, tokens=200_000, seed=0):
+def teacher_folder(steps, tokens, seed=0):
     """Where ``grammar_teacher`` keeps its run (``checkpoint.npz``, ``metrics.jsonl``)."""
     return runs_dir(f"grammar-teacher-{steps}-{tokens}-{seed}")
 
@@ -65,7 +109,11 @@ def trained_model(task, preset_name, steps, folder, seed=0):
     return checkpoint.load_model(path), history
 
 
-def grammar_teacher(steps, tokens=200_000, seed=0):
+TEACHER_STEPS = pick(400, 20)  # the grammar teacher of tutorials 4 to 8 (the same in check mode)
+TEACHER_TOKENS = pick(200_000, 5_000)
+
+
+def grammar_teacher(steps=TEACHER_STEPS, tokens=TEACHER_TOKENS, seed=0):
     """``trained_model`` for the tutorials' grammar teacher: the ``teacher`` preset, block 32."""
     task = data.GrammarTask(train_tokens=tokens, seed=seed)
     return trained_model(task, "teacher", steps, teacher_folder(steps, tokens, seed), seed)
