@@ -15,7 +15,6 @@
 import csv
 import os
 
-from minikd import backend
 from minikd.tasks import data
 from minikd.tools import plots, tutorial
 from minikd.recipes.distill import DistillConfig, Distiller
@@ -23,7 +22,6 @@ from minikd.recipes.launch import sweep
 from minikd.nn.model import TransformerLM, preset
 from minikd.recipes.train import TrainConfig, train
 
-backend.reuse_freed_memory()  # keep freed buffers for reuse: training runs faster (see the README)
 teacher_steps, teacher_tokens = tutorial.pick(1000, 20), tutorial.pick(200_000, 5_000)
 teacher, _ = tutorial.grammar_teacher(teacher_steps, teacher_tokens)
 student_tokens = tutorial.pick(8_000, 2_000)

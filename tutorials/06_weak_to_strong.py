@@ -21,7 +21,6 @@
 # $$\mathrm{PGR} = \frac{\text{student} - \text{weak}}{\text{ceiling} - \text{weak}}.$$
 
 # %%
-from minikd import backend
 from minikd.tasks import data
 from minikd.tools import plots, tutorial
 from minikd.recipes.distill import DistillConfig, Distiller
@@ -29,7 +28,6 @@ from minikd.nn.model import TransformerLM, preset
 from minikd.recipes.train import TrainConfig, train
 from minikd.recipes.weak_to_strong import Experiment, WeakToStrongConfig
 
-backend.reuse_freed_memory()  # keep freed buffers for reuse: training runs faster (see the README)
 task = tutorial.pick(data.AdditionTask(seed=0), data.AdditionTask(digits=2, train_examples=400, val_examples=40))
 config = WeakToStrongConfig(weak_steps=tutorial.pick(700, 3), steps=tutorial.pick(800, 3),
                             n_verified=tutorial.pick(500, 20), verified_batch=8)
