@@ -14,6 +14,10 @@ from reference import briefly_trained  # noqa: E402
 
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+from minikd import backend  # noqa: E402
+
+backend.limit_blas_threads()  # as the minikd command does: BLAS on one thread beside minikd's own pool
+
 
 @pytest.fixture(autouse=True)
 def _backend_unchanged():

@@ -31,7 +31,7 @@ _NLL = _LOG_SOFTMAX + """
 def _nll(z, y, T=1.0):
     xp = backend.xp()
     log_q = _log_softmax(z, T)
-    onehot = xp.astype(xp.arange(z.shape[1]) == y[:, None], z.dtype)
+    onehot = xp.astype(xp.arange(z.shape[1], device=backend.device()) == y[:, None], z.dtype)
     return -xp.sum(log_q * onehot) / z.shape[0], (xp.exp(log_q) - onehot) / z.shape[0] / T
 """
 
@@ -88,7 +88,7 @@ def nll(z, y):
 def nll(z, y):
     xp = backend.xp()
     q = xp.exp(z) / xp.sum(xp.exp(z), axis=-1, keepdims=True)
-    onehot = xp.astype(xp.arange(z.shape[1]) == y[:, None], z.dtype)
+    onehot = xp.astype(xp.arange(z.shape[1], device=backend.device()) == y[:, None], z.dtype)
     return -xp.sum(xp.log(q) * onehot) / z.shape[0], (q - onehot) / z.shape[0]
 """, "overflow at logits ±1e4"),
     ],
@@ -244,7 +244,8 @@ def attention_backward(q, k, v, g):
     xp = backend.xp()
     S, D = q.shape[-2], q.shape[-1]
     s = q @ xp.matrix_transpose(k) / math.sqrt(D)
-    s = xp.where(xp.arange(S)[None, :] > xp.arange(S)[:, None], -xp.inf, s)
+    position = xp.arange(S, device=backend.device())  # (S,)
+    s = xp.where(position[None, :] > position[:, None], -xp.inf, s)
     e = xp.exp(s - xp.max(s, axis=-1, keepdims=True))
     A = e / xp.sum(e, axis=-1, keepdims=True)
     dA = g @ xp.matrix_transpose(v)
@@ -256,7 +257,8 @@ def attention_backward(q, k, v, g):
     xp = backend.xp()
     S, D = q.shape[-2], q.shape[-1]
     s = q @ xp.matrix_transpose(k) / math.sqrt(D)
-    s = xp.where(xp.arange(S)[None, :] > xp.arange(S)[:, None] + 1, -xp.inf, s)
+    position = xp.arange(S, device=backend.device())  # (S,)
+    s = xp.where(position[None, :] > position[:, None] + 1, -xp.inf, s)
     e = xp.exp(s - xp.max(s, axis=-1, keepdims=True))
     A = e / xp.sum(e, axis=-1, keepdims=True)
     dA = g @ xp.matrix_transpose(v)
@@ -268,7 +270,8 @@ def attention_backward(q, k, v, g):
     xp = backend.xp()
     S, D = q.shape[-2], q.shape[-1]
     s = q @ xp.matrix_transpose(k) / math.sqrt(D)
-    s = xp.where(xp.arange(S)[None, :] >= xp.arange(S)[:, None], -xp.inf, s)
+    position = xp.arange(S, device=backend.device())  # (S,)
+    s = xp.where(position[None, :] >= position[:, None], -xp.inf, s)
     e = xp.exp(s - xp.max(s, axis=-1, keepdims=True))
     A = e / xp.sum(e, axis=-1, keepdims=True)
     dA = g @ xp.matrix_transpose(v)

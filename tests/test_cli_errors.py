@@ -14,9 +14,10 @@ from dataclasses import asdict
 
 import numpy as np
 import pytest
+from reference import arr, tensor
 
 from minikd import functional as F
-from minikd import Tensor, backend
+from minikd import backend
 from minikd.nn.model import ModelConfig, TransformerLM, preset
 from minikd.recipes import checkpoint, launch, run_folder, train as train_recipe
 from minikd.recipes.distill import DistillConfig
@@ -448,10 +449,10 @@ def test_divergence_blames_the_learning_rate(text_file):
 def test_an_overflow_names_the_temperature_or_lambda():
     z = np.array([[0.0, 1e30]], np.float32)
     with pytest.raises(ValueError, match="divided by T=1e-30 they reach 1e.60, beyond float32; choose a larger T"):
-        F.distillation_loss(Tensor(z), z[:, ::-1].copy(), np.array([0]), lam=1.0, T=1e-30)
+        F.distillation_loss(tensor(z), arr(z[:, ::-1].copy()), arr([0]), lam=1.0, T=1e-30)
     z = np.array([[0.0, 30.0]], np.float32)
     with pytest.raises(ValueError, match="the distillation weight λ·T² reaches 1e.38; choose a smaller λ"):
-        F.distillation_loss(Tensor(z), z[:, ::-1].copy(), np.array([0]), lam=1e38, T=1.0, form="additive")
+        F.distillation_loss(tensor(z), arr(z[:, ::-1].copy()), arr([0]), lam=1e38, T=1.0, form="additive")
 
 
 def test_numpy_scalars_are_accepted_where_python_numbers_are(tmp_path):
@@ -459,22 +460,22 @@ def test_numpy_scalars_are_accepted_where_python_numbers_are(tmp_path):
     kd = DistillConfig(lam=np.float32(0.5), T=np.float64(2.0))
     assert type(config.steps) is int and type(kd.lam) is float and json.dumps(kd.to_dict())
     model = TransformerLM(ModelConfig(vocab_size=np.int64(7), block_size=4, n_layer=1, n_head=1, n_embd=np.int64(8)))
-    idx = backend.xp().zeros((1, 1), dtype=backend.xp().int64)
+    idx = backend.xp().zeros((1, 1), dtype=backend.xp().int64, device=backend.device())
     assert model.generate(idx, np.int64(2), temperature=np.float32(0.7), top_k=np.int64(3)).shape == (1, 3)
-    F.softmax(Tensor(np.zeros((2, 3), np.float32)), T=np.float32(2.0))
+    F.softmax(tensor(np.zeros((2, 3), np.float32)), T=np.float32(2.0))
 
 
 def test_generate_at_the_limits_of_temperature():
     model = TransformerLM(preset("tiny", 12, 8), seed=0)
-    idx = backend.xp().zeros((400, 1), dtype=backend.xp().int64)
-    logits = backend.to_numpy(model(idx).data[0, -1])
+    idx = backend.xp().zeros((400, 1), dtype=backend.xp().int64, device=backend.device())
+    logits = backend.to_numpy(model(idx).data[0, -1, :])
     top3 = set(np.argsort(logits)[-3:].tolist())
     uniform = backend.to_numpy(model.generate(idx, 1, temperature=float("inf"), top_k=3, seed=1))[:, -1]
     counts = np.bincount(uniform, minlength=12)
     assert set(np.nonzero(counts)[0].tolist()) == top3 and counts.min(initial=400, where=counts > 0) > 100
     everywhere = backend.to_numpy(model.generate(idx, 1, temperature=float("inf"), seed=1))[:, -1]
     assert len(set(everywhere.tolist())) == 12  # no NaN -> token 0: every token drawn
-    greedy = backend.to_numpy(model.generate(idx[:2], 1, temperature=0, top_k=3))[:, -1]
+    greedy = backend.to_numpy(model.generate(idx[:2, :], 1, temperature=0, top_k=3))[:, -1]
     assert greedy.tolist() == [int(np.argmax(logits))] * 2
 
 

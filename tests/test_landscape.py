@@ -10,7 +10,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from reference import arr
 
+from minikd import backend
 from minikd import functional as F
 from minikd.engine.autograd import Tensor, no_grad
 from minikd.losses.divergences import DIVERGENCES
@@ -24,13 +26,14 @@ from minikd.tools import landscape, landscape_command as command, objective_maps
 from minikd.tools.cli import main as cli_main
 
 TASK = GrammarTask(block_size=8, train_tokens=2_000, val_tokens=2_000, seed=0)
+host = backend.to_numpy
 
 
 def tiny(seed=0, **overrides):
     model = TransformerLM(preset("tiny", TASK.tokenizer.vocab_size, TASK.block_size, **overrides), seed=seed)
     rng = np.random.default_rng(seed + 100)  # weights away from their initial scale, so rows differ
     for p in model.parameters():
-        p.data = p.data + rng.standard_normal(p.shape).astype(p.dtype) * 0.3
+        p.data = p.data + backend.xp().astype(arr(rng.standard_normal(p.shape)), p.dtype) * 0.3
     return model.eval()
 
 
@@ -39,39 +42,39 @@ def windows(n=6):
 
 
 def snapshot(model):
-    return {name: (p, p.data, p.data.copy()) for name, p in model.named_parameters()}
+    return {name: (p, p.data, host(p.data).copy()) for name, p in model.named_parameters()}
 
 
 def assert_restored(model, before):
     for name, p in model.named_parameters():
         tensor, array, copy = before[name]
         assert p is tensor and p.data is array, name  # the very same arrays are back
-        assert np.array_equal(p.data, copy), name  # and they were never written to
+        assert np.array_equal(host(p.data), copy), name  # and they were never written to
 
 
 def test_filter_normalisation_rows_have_their_weights_norms_and_vectors_get_zero():
     model = tiny()
     direction = landscape.filter_normalized_direction(model, seed=3)
     for name, p in model.named_parameters():
-        d = direction[name]
-        assert d.shape == p.shape and d.dtype == p.dtype
+        assert direction[name].shape == p.shape and direction[name].dtype == p.dtype
+        d, weights = host(direction[name]), host(p.data)
         if p.ndim < 2:
             assert np.all(d == 0), name
         else:
-            np.testing.assert_allclose(np.linalg.norm(d, axis=-1), np.linalg.norm(p.data, axis=-1), rtol=1e-5)
-            assert not np.allclose(d, p.data)  # a random direction, not the weights
+            np.testing.assert_allclose(np.linalg.norm(d, axis=-1), np.linalg.norm(weights, axis=-1), rtol=1e-5)
+            assert not np.allclose(d, weights)  # a random direction, not the weights
 
 
 def test_same_seed_same_directions_for_every_model_of_an_architecture_and_different_seed_differs():
     a, b = tiny(0), tiny(1)
-    da, da_again, da_other = (landscape.filter_normalized_direction(a, s) for s in (5, 5, 6))
-    db = landscape.filter_normalized_direction(b, 5)
+    da, da_again, da_other, db = ({n: host(d) for n, d in landscape.filter_normalized_direction(m, s).items()}
+                                  for m, s in ((a, 5), (a, 5), (a, 6), (b, 5)))
     name = "blocks.0.mlp.fc.weight"
     for n in da:
         assert np.array_equal(da[n], da_again[n])
     assert not np.allclose(da[name], da_other[name])
     # the same draw, rescaled to each model's rows: d / ‖θ_row‖ agrees between the two models
-    rows = lambda d, m: d / np.linalg.norm(dict(m.named_parameters())[name].data, axis=-1, keepdims=True)  # noqa: E731
+    rows = lambda d, m: d / np.linalg.norm(host(dict(m.named_parameters())[name].data), axis=-1, keepdims=True)  # noqa: E731
     np.testing.assert_allclose(rows(da[name], a), rows(db[name], b), rtol=1e-5)
     x, y = windows()
     loss, axis = landscape.WindowLoss(x, y), np.linspace(-0.5, 0.5, 3)
@@ -194,8 +197,8 @@ def test_sharpness_of_a_quadratic_is_its_top_eigenvalue_and_trace():
     rng = np.random.default_rng(0)
     B = rng.standard_normal((6, 5))
     H = B.T @ B  # L(w) = ½‖B w‖², H = BᵀB
-    model = Weights(rng.standard_normal((1, 5)))
-    loss = ToyLoss(lambda m: (layers.linear(m.weight, B) ** 2).sum() * 0.5)
+    model = Weights(arr(rng.standard_normal((1, 5))))
+    loss = ToyLoss(lambda m: (layers.linear(m.weight, arr(B)) ** 2).sum() * 0.5)
     top = sharpness.top_eigenvalue(model, loss, seed=1, iterations=200, tol=1e-12)
     assert top["converged"] and top["eigenvalue"] == pytest.approx(np.linalg.eigvalsh(H)[-1], rel=1e-6)
     trace, stderr = sharpness.hutchinson_trace(model, loss, samples=100, seed=2)
@@ -205,7 +208,7 @@ def test_sharpness_of_a_quadratic_is_its_top_eigenvalue_and_trace():
     assert sharpness.slice_curvature(alphas, along["top eigenvector"]) == pytest.approx(top["eigenvalue"], rel=1e-6)
     assert curvature["top eigenvector"]["slice"] == pytest.approx(top["eigenvalue"], rel=1e-6)
     assert curvature["top eigenvector"]["hessian"] == pytest.approx(top["eigenvalue"], rel=1e-6)
-    u = np.concatenate([v.reshape(-1) for v in sharpness.unit_random_direction(model, 0).values()])
+    u = np.concatenate([host(v).reshape(-1) for v in sharpness.unit_random_direction(model, 0).values()])
     assert curvature["random direction"]["hessian"] == pytest.approx(u @ H @ u, rel=1e-6)  # uᵀHu, u of unit length
 
 
@@ -214,8 +217,8 @@ def test_sharpness_of_a_softmax_regression_matches_its_closed_form_hessian():
     N, D, K = 40, 4, 3
     X, y = rng.standard_normal((N, D)), rng.integers(0, K, N)
     W = rng.standard_normal((K, D)) * 0.5
-    model = Weights(W)
-    loss = ToyLoss(lambda m: F.cross_entropy(layers.linear(X, m.weight), y))
+    model = Weights(arr(W))
+    loss = ToyLoss(lambda m: F.cross_entropy(layers.linear(arr(X), m.weight), arr(y)))
     logits = X @ W.T
     p = np.exp(logits - logits.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
@@ -227,14 +230,14 @@ def test_sharpness_of_a_softmax_regression_matches_its_closed_form_hessian():
     alphas = np.linspace(-1e-3, 1e-3, 3)  # the slice's own curvature, from its loss values
     along, _ = sharpness.eigen_slices(model, loss, {**top, "top_eigenvalue": top["eigenvalue"]}, 0, alphas)
     assert sharpness.slice_curvature(alphas, along["top eigenvector"]) == pytest.approx(top["eigenvalue"], rel=1e-4)
-    assert model.weight.data is not None and model.weight.dtype == np.float64 and np.array_equal(model.weight.data, W)
+    assert backend.dtype_name(model.weight.dtype) == "float64" and np.array_equal(host(model.weight.data), W)
 
 
 def test_simplex_objective_agrees_with_distillation_loss_and_its_minimiser_is_the_closed_form():
     teacher = [0.6, 0.3, 0.1]
     q, values, best = objective_maps.simplex_objective(teacher, 0, lam=0.3, T=1.0, steps=50)
     for k in (0, len(q) // 2, len(q) - 1):
-        direct = F.distillation_loss(np.log(q[k:k + 1]), np.log([teacher]), np.array([0]), lam=0.3, T=1.0).item()
+        direct = F.distillation_loss(arr(np.log(q[k:k + 1])), arr(np.log([teacher])), arr([0]), lam=0.3, T=1.0).item()
         assert values[k] == pytest.approx(direct, rel=1e-9)
     expected = 0.7 * np.eye(3)[0] + 0.3 * np.array(teacher)  # forward KL, T = 1: q* = (1 − λ)·onehot + λ·p
     assert np.abs(best - expected).max() <= 1.5 / 50
@@ -301,7 +304,8 @@ def test_command_writes_pictures_grid_and_json(runs, tmp_path, capsys):
     simplex = json.loads((tmp_path / "simplex" / "landscape.json").read_text())["results"]["simplex"]
     best = simplex["panels"]["λ = 0.3, T = 1"]["minimiser"]  # forward KL at T = 1: q* = (1 − λ)·onehot + λ·p
     assert np.abs(np.array(best) - (0.7 * np.eye(3)[0] + 0.3 * np.array([0.7, 0.2, 0.1]))).max() <= 1.5 / 90
-    direct = F.distillation_loss(np.log([[0.5, 0.3, 0.2]]), np.log([[0.7, 0.2, 0.1]]), np.array([0]), lam=0.3, T=2.0)
+    direct = F.distillation_loss(arr(np.log([[0.5, 0.3, 0.2]])), arr(np.log([[0.7, 0.2, 0.1]])), arr([0]), lam=0.3,
+                                 T=2.0)
     assert simplex["objective_lambda_T"][0][1] == pytest.approx(direct.item(), rel=1e-9)
 
 

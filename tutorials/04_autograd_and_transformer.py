@@ -25,7 +25,6 @@ from minikd.engine.gradcheck import directional_gradcheck, gradcheck
 from minikd.nn.layers import gelu, layer_norm
 from minikd.nn.modules import Block
 
-backend.reuse_freed_memory()  # keep freed buffers for reuse: training runs faster (see the README)
 xp = backend.xp()
 rng = backend.rng(0)
 a = Tensor(rng.standard_normal((2, 3)), requires_grad=True)

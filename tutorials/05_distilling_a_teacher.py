@@ -17,13 +17,11 @@
 # grammar lets us compute exactly, and report mean ± standard deviation over the seeds.
 
 # %%
-from minikd import backend
 from minikd.tools import plots, tutorial
 from minikd.recipes.distill import DistillConfig
 from minikd.recipes.launch import sweep
 from minikd.recipes.train import TrainConfig
 
-backend.reuse_freed_memory()  # keep freed buffers for reuse: training runs faster (see the README)
 teacher, _ = tutorial.grammar_teacher()
 teacher_dir = tutorial.teacher_folder(tutorial.TEACHER_STEPS, tutorial.TEACHER_TOKENS)
 student_tokens = tutorial.pick(8_000, 2_000)

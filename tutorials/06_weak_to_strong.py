@@ -30,7 +30,6 @@
 # (weak only, Burns et al.'s setting) are there to tell the two apart.
 
 # %%
-from minikd import backend
 from minikd.tasks import data
 from minikd.tools import plots, tutorial
 from minikd.recipes.distill import DistillConfig, Distiller
@@ -38,7 +37,6 @@ from minikd.nn.model import TransformerLM, preset
 from minikd.recipes.train import TrainConfig, train
 from minikd.recipes.weak_to_strong import Experiment, WeakToStrongConfig
 
-backend.reuse_freed_memory()  # keep freed buffers for reuse: training runs faster (see the README)
 small_task = data.AdditionTask(digits=2, train_examples=400, val_examples=40)
 task = tutorial.pick(data.AdditionTask(seed=0), small_task, small_task)
 # One seed at full size; the check mode runs this section at the fast size, without its claims.

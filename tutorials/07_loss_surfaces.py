@@ -34,7 +34,6 @@ from minikd.recipes.train import TrainConfig, train
 from minikd.tasks import data
 from minikd.tools import landscape, objective_maps, plots, sharpness, tutorial
 
-backend.reuse_freed_memory()  # keep freed buffers for reuse: training runs faster (see the README)
 np = backend.host_xp()
 SEEDS = (0, 1, 2)
 teacher, _ = tutorial.grammar_teacher(tutorial.pick(1000, 20), tokens=tutorial.pick(200_000, 5_000))

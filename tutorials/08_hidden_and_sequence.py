@@ -29,7 +29,6 @@ from minikd.nn.model import TransformerLM, preset
 from minikd.recipes.sequence import OnPolicyDistiller, teacher_completions
 from minikd.recipes.train import TrainConfig, cross_entropy_loss, train
 
-backend.reuse_freed_memory()  # keep freed buffers for reuse: training runs faster (see the README)
 rng = backend.rng(0)
 target = rng.standard_normal((3, 4))
 print("MSE backward:", gradcheck(lambda x: mse(x, target), Tensor(rng.standard_normal((3, 4)), requires_grad=True)))

@@ -24,7 +24,6 @@ from minikd.tasks import data
 from minikd.tools import plots, tutorial
 from minikd.nn.model import TransformerLM, preset
 
-backend.reuse_freed_memory()  # keep freed buffers for reuse: training runs faster (see the README)
 xp = backend.xp()
 teacher, _ = tutorial.grammar_teacher()  # the teacher of tutorial 4
 task = data.GrammarTask(train_tokens=tutorial.pick(8_000, 2_000), seed=0)

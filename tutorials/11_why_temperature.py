@@ -27,7 +27,6 @@ from minikd.tools import plots, tutorial
 from minikd.nn.model import TransformerLM, preset
 from minikd.recipes.train import TrainConfig, train
 
-backend.reuse_freed_memory()  # keep freed buffers for reuse: training runs faster (see the README)
 xp = backend.xp()
 teacher, _ = tutorial.grammar_teacher()
 SHARPEN = 4.0

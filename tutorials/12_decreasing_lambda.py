@@ -16,14 +16,12 @@
 # schedule is logged with every evaluation (`lam` in each record).
 
 # %%
-from minikd import backend
 from minikd.tasks import data
 from minikd.tools import plots, tutorial
 from minikd.recipes.distill import DistillConfig, Distiller
 from minikd.nn.model import TransformerLM, preset
 from minikd.recipes.train import TrainConfig, train
 
-backend.reuse_freed_memory()  # keep freed buffers for reuse: training runs faster (see the README)
 teacher, _ = tutorial.grammar_teacher()
 seeds = tutorial.pick([0, 1, 2], [0])
 steps = tutorial.pick(120, 4)

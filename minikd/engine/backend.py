@@ -387,8 +387,8 @@ def limit_blas_threads(limit=1):
 
     minikd's own pool (``num_threads()``) does the parallel work; BLAS threads beside it would ask
     for more threads than there are cores, and OpenBLAS's idle threads spin for a while before they
-    sleep, time a second busy process on the same cores needs. Process-wide: the ``minikd`` command
-    calls it, a library import never does.
+    sleep, time a second busy process on the same cores needs. Process-wide: the ``minikd`` command,
+    the tutorials' helper (``minikd.tools.tutorial``) and the test suite call it; ``import minikd`` never does.
     """
     threadpoolctl.threadpool_limits(limits=limit, user_api="blas")
 

@@ -141,12 +141,12 @@ def _weighted_loss(student_logits, teacher, targets, ce_weights, div_weights, T,
         if teacher is not None:
             validate.check_finite("teacher_logits", teacher)
         xp = backend.xp()
-        scaled = float(xp.abs(data_of(student_logits)).max()) / T  # a Python float: may exceed the dtype
+        scaled = float(xp.max(xp.abs(data_of(student_logits)))) / T  # a Python float: may exceed the dtype
         if scaled > float(xp.finfo(loss.dtype).max) or div_weights is None:
             raise ValueError(f"the loss overflowed to {loss.item()} although the logits are finite: divided by "
-                             f"T={T} they reach {scaled:.3g}, beyond {loss.dtype}; choose a larger T")
+                             f"T={T} they reach {scaled:.3g}, beyond {backend.dtype_name(loss.dtype)}; choose a larger T")
         raise ValueError(f"the loss overflowed to {loss.item()} although the logits are finite: the distillation "
-                         f"weight λ·T² reaches {float(div_weights.max()):.3g}; choose a smaller λ")
+                         f"weight λ·T² reaches {float(xp.max(div_weights)):.3g}; choose a smaller λ")
     return loss
 
 

@@ -185,10 +185,10 @@ def check_training_memory(model_config, batch_size):
 def _diverged(model, params, x):
     """Whether the weights, or the logits they give on ``x``, are no longer finite (the updates blew up)."""
     xp = backend.xp()
-    if not all(bool(xp.isfinite(p.data).all()) for p in params):
+    if not all(bool(xp.all(xp.isfinite(p.data))) for p in params):
         return True
     with no_grad():
-        return not bool(xp.isfinite(model(x).data).all())
+        return not bool(xp.all(xp.isfinite(model(x).data)))
 
 
 def train(model, task, config, out=None, loss_fn=cross_entropy_loss, resume=False, progress=True, log=None,

@@ -43,7 +43,9 @@ class WindowLoss:
         self.divergence = validate.check_choice("divergence", divergence, tuple(DIVERGENCES))
         self.T, self.lam = validate.check_temperature(T), validate.check_lam(lam, form)
         self.beta, self.scale_T2 = beta, scale_T2
-        self.batches = [(x[k:k + batch_size], y[k:k + batch_size]) for k in range(0, x.shape[0], batch_size)]
+        n_windows = x.shape[0]
+        bounds = [(k, min(k + batch_size, n_windows)) for k in range(0, n_windows, batch_size)]  # stops in range
+        self.batches = [(x[start:stop, ...], y[start:stop, ...]) for start, stop in bounds]
         xp = backend.xp()
         counts = [int(backend.to_numpy(xp.sum(xp.astype(yb != IGNORE_INDEX, xp.int64)))) for _, yb in self.batches]
         if sum(counts) == 0:

@@ -6,6 +6,9 @@ numbers the prose quotes, at the same size, over the same seeds, with the assert
 extra points of a figure are left out) and ``MINIKD_FAST=1`` (every size shrunk: only that the code
 runs, no science assertions). ``MINIKD_FIGURES``
 (default ``figures``) and ``MINIKD_RUNS`` (default ``runs/tutorials``) are the output folders.
+
+A tutorial runs like the ``minikd`` command: importing this helper puts BLAS on one thread beside
+minikd's own worker pool (``backend.limit_blas_threads``), so the tutorials need no tuning of their own.
 """
 
 import json
@@ -13,6 +16,7 @@ import math
 import os
 import sys
 
+from minikd.engine import backend
 from minikd.recipes import checkpoint
 from minikd.tasks import data
 from minikd.tools import plots
@@ -20,6 +24,8 @@ from minikd.nn.model import TransformerLM, preset
 from minikd.recipes.train import TrainConfig, train
 
 
+
+backend.limit_blas_threads()  # as the minikd command does: see the module docstring
 
 def _switch(name):
     """``$name``: ``1`` on, ``0`` or unset off; any other value is an error, never a silent "no"."""

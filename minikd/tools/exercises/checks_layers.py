@@ -134,7 +134,8 @@ def _layer_norm_shift(student):
     xp = backend.xp()
     x, g = normal((3, 5), 270), normal((3, 5), 271)
     dx, _, _ = unpack(student(copy(g), copy(x), normal((5,), 272), EPS), ("dx", "dgamma", "dbeta"))
-    expect("each dx row sums to 0 (LayerNorm is unchanged by x + c)", xp.zeros(3), host(dx, "dx").sum(axis=-1))
+    expect("each dx row sums to 0 (LayerNorm is unchanged by x + c)", xp.zeros(3, device=backend.device()),
+           host(dx, "dx").sum(axis=-1))
 
 
 def layer_norm_backward_checks():
@@ -161,7 +162,8 @@ def _attention_with_mask(q, k, v, g, offset):
     xp = backend.xp()
     S, D = q.shape[-2], q.shape[-1]
     scores = q @ xp.matrix_transpose(k) / math.sqrt(D)
-    masked = xp.arange(S)[None, :] >= xp.arange(S)[:, None] + offset
+    position = xp.arange(S, device=backend.device())  # (S,)
+    masked = position[None, :] >= position[:, None] + offset
     scores = xp.where(masked, -xp.inf, scores)
     e = xp.exp(scores - xp.max(scores, axis=-1, keepdims=True))
     A = e / xp.sum(e, axis=-1, keepdims=True)
@@ -206,13 +208,13 @@ def _attention_causality(student):
     xp = backend.xp()
     S, t = 5, 2
     q, k, v = (normal((S, 3), 310 + i) for i in range(3))
-    g = xp.where(xp.arange(S)[:, None] == t, normal((S, 3), 313), 0.0)
+    g = xp.where(xp.arange(S, device=backend.device())[:, None] == t, normal((S, 3), 313), 0.0)
     _, dk, dv = unpack(student(copy(q), copy(k), copy(v), g), ("dq", "dk", "dv"))
     for name, grad in (("dk", dk), ("dv", dv)):
         future = host(grad, name)[t + 1:]
-        expect(f"{name} of the keys after query {t} (g is 0 except at query {t})", xp.zeros((S - t - 1, 3)),
-               backend.from_numpy(future), nonfinite_hint=DIAGONAL_MASKED,
-               hints=[(_attention_with_mask(q, k, v, g, 2)[1 if name == "dk" else 2][t + 1:],
+        expect(f"{name} of the keys after query {t} (g is 0 except at query {t})",
+               xp.zeros((S - t - 1, 3), device=backend.device()), backend.from_numpy(future), nonfinite_hint=DIAGONAL_MASKED,
+               hints=[(_attention_with_mask(q, k, v, g, 2)[1 if name == "dk" else 2][t + 1:, :],
                        "the mask is off by one: key t + 1 gets a gradient; mask exactly the keys j > t")])
 
 
@@ -229,8 +231,8 @@ HYPER = {"lr": 1e-2, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 
 def _adamw_args(t, seed, shape=(3, 4), grad_scale=1.0):
     xp = backend.xp()
     theta, grad = normal(shape, seed), normal(shape, seed + 1, grad_scale)
-    m = normal(shape, seed + 2, 0.1) if t > 1 else xp.zeros(shape)
-    v = xp.abs(normal(shape, seed + 3, 0.1)) if t > 1 else xp.zeros(shape)
+    m = normal(shape, seed + 2, 0.1) if t > 1 else xp.zeros(shape, device=backend.device())
+    v = xp.abs(normal(shape, seed + 3, 0.1)) if t > 1 else xp.zeros(shape, device=backend.device())
     return theta, grad, m, v, t
 
 
@@ -281,7 +283,7 @@ def _adamw_decay_alone(student):
     """With g = 0 and empty moments the update is the decoupled decay alone: θ ← θ(1 − lr·wd)."""
     xp = backend.xp()
     theta = normal((4,), 360)
-    zeros = xp.zeros((4,))
+    zeros = xp.zeros((4,), device=backend.device())
     new, _, _ = unpack(student(copy(theta), zeros, zeros, zeros, 1, **HYPER), ("theta", "m", "v"))
     expect("g = 0: θ ← θ·(1 − lr·wd)", theta * (1 - HYPER["lr"] * HYPER["weight_decay"]), new,
            nonfinite_hint="0/0 at g = 0: ε belongs outside the square root, √v̂ + ε")

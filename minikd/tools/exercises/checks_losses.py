@@ -64,11 +64,12 @@ def _softmax_wrong(z, T):
 def _softmax_limits(student):
     xp = backend.xp()
     z = normal((3, 6), 40, 1.0)
-    onehot = xp.astype(xp.arange(6) == xp.argmax(z, axis=-1)[:, None], z.dtype)
+    onehot = xp.astype(xp.arange(6, device=backend.device()) == xp.argmax(z, axis=-1)[:, None], z.dtype)
     expect("T = 0.001 (→ one-hot of argmax)", onehot, student(copy(z), 1e-3), nonfinite_hint=OVERFLOW)
-    expect("T = 1e6 (→ uniform)", xp.full((3, 6), 1 / 6), student(copy(z), 1e6), tol=(1e-5, 1e-8))
+    expect("T = 1e6 (→ uniform)", xp.full((3, 6), 1 / 6, device=backend.device()), student(copy(z), 1e6),
+           tol=(1e-5, 1e-8))
     rows = host(student(copy(z), 3.0), "T = 3").sum(axis=-1)
-    expect("each row sums to 1", xp.ones(3), rows)
+    expect("each row sums to 1", xp.ones(3, device=backend.device()), rows)
 
 
 def softmax_checks():
@@ -229,8 +230,8 @@ def _kl_properties(student):
     xp = backend.xp()
     z, (v, T) = _kl_inputs((4, 6), 2.0, 100)
     loss, grad = unpack(student(copy(z), copy(z), T), ("loss", "grad"))
-    expect("KL(p ‖ p) = 0", xp.zeros(()), loss)
-    expect("its gradient is 0", xp.zeros((4, 6)), grad)
+    expect("KL(p ‖ p) = 0", xp.zeros((), device=backend.device()), loss)
+    expect("its gradient is 0", xp.zeros((4, 6), device=backend.device()), grad)
     loss, _ = unpack(student(copy(z), v, T), ("loss", "grad"))
     if float(host(loss, "loss").reshape(-1)[0]) < 0:
         raise Failed(f"KL ≥ 0 is violated: got {float(host(loss, 'loss').reshape(-1)[0]):.8g}")
@@ -389,7 +390,7 @@ def _jsd_values(student):
 def _jsd_zeros(student):
     xp = backend.xp()
     p = probabilities((4, 5), 180)
-    p = xp.where(xp.arange(5) < 2, 0.0, p)
+    p = xp.where(xp.arange(5, device=backend.device()) < 2, 0.0, p)
     p = p / xp.sum(p, axis=-1, keepdims=True)  # rows with exact zeros
     q = probabilities((4, 5), 181)
     expect("p with exact zeros, β = 0.4", jsd.jsd(p, q, 0.4), student(copy(p), copy(q), 0.4),
@@ -401,11 +402,12 @@ def _jsd_bounds(student):
     p, q = probabilities((3, 5), 190), probabilities((3, 5), 191)
     expect("symmetry: JSD_β(p, q) = JSD_(1−β)(q, p), β = 0.3", student(copy(q), copy(p), 0.7),
            student(copy(p), copy(q), 0.3))
-    expect("JSD(p, p) = 0", xp.zeros(3), student(copy(p), copy(p), 0.3))
-    eye = xp.eye(4, dtype=p.dtype)
+    expect("JSD(p, p) = 0", xp.zeros(3, device=backend.device()), student(copy(p), copy(p), 0.3))
+    eye = xp.eye(4, dtype=p.dtype, device=backend.device())
     for beta in (0.5, 0.2):
         expect(f"disjoint supports reach the bound H(β) = {_binary_entropy(beta):.6g} at β = {beta:g}",
-               xp.full(3, _binary_entropy(beta)), student(copy(eye[:3]), copy(eye[1:]), beta),
+               xp.full(3, _binary_entropy(beta), device=backend.device()),
+               student(copy(eye[:3, :]), copy(eye[1:, :]), beta),
                nonfinite_hint="NaN where a probability is 0: the term 0·log 0 is 0")
 
 

@@ -85,8 +85,8 @@ def _step_values(student_step):
     _, _, (first,) = _run_steps(student_step, 1)
     _, _, (expected,) = _run_steps(distillation_step.distillation_step, 1)
     xp = backend.xp()
-    expect("the loss returned at step 1", xp.asarray(expected), host(first, "loss"),
-           hints=[(xp.asarray(value), message) for value, message in _first_loss_variants()])
+    expect("the loss returned at step 1", xp.asarray(expected, device=backend.device()), host(first, "loss"),
+           hints=[(xp.asarray(value, device=backend.device()), message) for value, message in _first_loss_variants()])
     for steps in (1, 3):
         mine, _, my_losses = _run_steps(student_step, steps)
         ref, _, ref_losses = _run_steps(distillation_step.distillation_step, steps)
@@ -133,14 +133,14 @@ def _value(student, *triple):
 def _pgr_values(student):
     xp = backend.xp()
     for triple in TRIPLES:
-        expect(f"pgr{triple}", xp.asarray(pgr.pgr(*triple)), _value(student, *triple),
-               hints=[(xp.asarray(w), m) for w, m in _pgr_wrong(*triple)])
+        expect(f"pgr{triple}", xp.asarray(pgr.pgr(*triple), device=backend.device()), _value(student, *triple),
+               hints=[(xp.asarray(w, device=backend.device()), m) for w, m in _pgr_wrong(*triple)])
 
 
 def _pgr_limits(student):
     xp = backend.xp()
-    expect("student = weak gives 0", xp.asarray(0.0), _value(student, 0.4, 0.4, 0.9))
-    expect("student = ceiling gives 1", xp.asarray(1.0), _value(student, 0.4, 0.9, 0.9))
+    expect("student = weak gives 0", xp.asarray(0.0, device=backend.device()), _value(student, 0.4, 0.4, 0.9))
+    expect("student = ceiling gives 1", xp.asarray(1.0, device=backend.device()), _value(student, 0.4, 0.9, 0.9))
     base = _value(student, 0.3, 0.5, 0.8)
     for a, b in ((3.0, -1.0), (-2.0, 5.0)):
         expect(f"invariance: the same after x → {a:g}·x + {b:g} (a unit, or a loss for an accuracy)", base,

@@ -10,7 +10,8 @@ def causal_attention_weights(q, k):
     xp = backend.xp()
     S, D = q.shape[-2], q.shape[-1]
     scores = q @ xp.matrix_transpose(k) / math.sqrt(D)  # (..., S, S)
-    future = xp.arange(S)[None, :] > xp.arange(S)[:, None]  # (S, S): key j after query t
+    position = xp.arange(S, device=backend.device())  # (S,)
+    future = position[None, :] > position[:, None]  # (S, S): key j after query t
     scores = xp.where(future, -xp.inf, scores)
     e = xp.exp(scores - xp.max(scores, axis=-1, keepdims=True))  # the diagonal is kept, so the max is finite
     return e / xp.sum(e, axis=-1, keepdims=True)

@@ -9,6 +9,6 @@ def nll(z, y):
     xp = backend.xp()
     N, V = z.shape
     log_q = log_softmax(z, 1.0)  # (N, V)
-    onehot = xp.astype(xp.arange(V) == y[:, None], z.dtype)  # (N, V)
+    onehot = xp.astype(xp.arange(V, device=backend.device()) == y[:, None], z.dtype)  # (N, V)
     loss = -xp.sum(log_q * onehot) / N
     return loss, (xp.exp(log_q) - onehot) / N

@@ -10,8 +10,9 @@ query t) masked out (set to −inf before the softmax); y = A v.
 The maths: dv = Aᵀ g;  dA = g vᵀ;  ds = A ⊙ (dA − Σ_j dA·A) (softmax backward, per row);
 dq = ds k/√D;  dk = dsᵀ q/√D.
 
-Hint: recompute A first. `xp.matrix_transpose(a)` swaps the last two axes; the future keys are
-`xp.arange(S)[None, :] > xp.arange(S)[:, None]` (strictly above the diagonal: a query sees itself).
+Hint: recompute A first. `xp.matrix_transpose(a)` swaps the last two axes; with
+`position = xp.arange(S, device=backend.device())` the future keys are
+`position[None, :] > position[:, None]` (strictly above the diagonal: a query sees itself).
 Check which of ds and dsᵀ each gradient needs: queries are the rows of s, keys its columns.
 """
 

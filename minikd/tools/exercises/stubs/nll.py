@@ -9,7 +9,8 @@ to the logits.
 The maths: L = −(1/N) Σ_r log softmax(z_r)[y_r]; dL/dz = (softmax(z) − onehot(y)) / N.
 
 Hint: compute log softmax stably (exercise `log_softmax`); a one-hot matrix is
-`xp.astype(xp.arange(V) == y[:, None], z.dtype)`. Do not forget the 1/N in both the loss and the gradient.
+`xp.astype(xp.arange(V, device=backend.device()) == y[:, None], z.dtype)` (arrays are made on the
+backend's device). Do not forget the 1/N in both the loss and the gradient.
 """
 
 from minikd.engine import backend
