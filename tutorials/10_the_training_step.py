@@ -176,3 +176,8 @@ if tutorial.CLAIMS:
 # 2. Compute the gradient with respect to the logits in closed form, (1 − λ)(q − onehot)/N + λT(q_T − p_T)/N,
 #    and check it against autograd's for one batch.
 # 3. Turn clipping off (`clip=1e9`) in the run with T² applied twice. What changes in the diagnostics?
+
+# %% [markdown]
+# **Graded exercises.** `distillation_step` and `combined_objective`. Start one with `minikd exercise show distillation_step --stub
+# distillation_step.py` (or `--notebook`), grade it with `minikd exercise check distillation_step distillation_step.py`;
+# `minikd exercise list` shows them all.

@@ -150,3 +150,8 @@ if tutorial.CLAIMS:
 #    recover, and at which T?
 # 3. Hinton et al. also raised the bias of the omitted class afterwards. Add a constant to the
 #    CE-only student's "fox" logit chosen on held-out data: how close does it get to the KD student?
+
+# %% [markdown]
+# **Graded exercises.** `softmax_temperature` and `t_squared`. Start one with `minikd exercise show softmax_temperature --stub
+# softmax_temperature.py` (or `--notebook`), grade it with `minikd exercise check softmax_temperature softmax_temperature.py`;
+# `minikd exercise list` shows them all.

@@ -91,3 +91,8 @@ if tutorial.CLAIMS:
 # 2. Add constant λ = 0.25 and a linear schedule 0.9 → 0.1 (`lam_schedule="linear"`). Is there a
 #    constant λ that does as well as the schedule?
 # 3. Schedule T instead (`T=4, T_end=1, T_schedule="cosine"`) at constant λ = 0.5. What happens?
+
+# %% [markdown]
+# **Graded exercises.** `combined_objective` and `distillation_step`. Start one with `minikd exercise show combined_objective --stub
+# combined_objective.py` (or `--notebook`), grade it with `minikd exercise check combined_objective combined_objective.py`;
+# `minikd exercise list` shows them all.

@@ -27,16 +27,16 @@ from minikd.recipes.train import TrainConfig, train
 
 backend.limit_blas_threads()  # as the minikd command does: see the module docstring
 
-def _switch(name):
+def _switch(name, meaning):
     """``$name``: ``1`` on, ``0`` or unset off; any other value is an error, never a silent "no"."""
     value = os.environ.get(name, "").strip()
     if value not in ("", "0", "1"):
-        raise ValueError(f"{name} must be 1 (on) or 0 (off), got {value!r}")
+        raise ValueError(f"{name} must be 1 ({meaning}) or 0 (full size), got {value!r}")
     return value == "1"
 
 
-FAST = _switch("MINIKD_FAST")
-CHECK = not FAST and _switch("MINIKD_CHECK")
+FAST = _switch("MINIKD_FAST", "fast")
+CHECK = not FAST and _switch("MINIKD_CHECK", "check")
 CLAIMS = not FAST  # the science assertions run at full size and in check mode
 
 
