@@ -272,7 +272,7 @@ def simplex(teacher_probs, label, lams, temperatures, config, out, student_probs
                    f"loss {values.min():.4f}")
     _start_writing(out)
     corners = tuple(f"class {k}" + (" (label)" if k == label else "") for k in range(3))
-    plots.save(plots.simplex_map(panels, f"The {config.form} objective ({config.divergence}) over the simplex",
+    plots.save(plots.simplex_panels(panels, f"The {config.form} objective ({config.divergence}) over the simplex",
                                  corners), os.path.join(out, "simplex.png"))
     with open(os.path.join(out, "simplex.csv"), "w", newline="") as f:
         writer = csv.writer(f)

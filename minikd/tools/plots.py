@@ -232,29 +232,3 @@ def heatmap_by_column(values, xticks, yticks, title, xlabel, ylabel, fmt="{:.3f}
                     color="white" if relative[i, j] < 0.5 else "black")
     fig.colorbar(image, ax=ax, label="within its column: 0 = lowest, 1 = highest")
     return _finish(fig, ax)
-
-
-def simplex_map(panels, title, corner_labels=("class 0", "class 1", "class 2"), colorbar_label="loss"):
-    """Like ``simplex_panels``, with a colourbar under each triangle (the panels' scales differ)."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 4.2), dpi=100, squeeze=False,
-                             layout="constrained")
-    for ax, (subtitle, panel) in zip(axes[0], panels.items()):
-        x, y = _barycentric(panel[0])
-        filled = ax.tricontourf(x, y, panel[1], levels=20, cmap="viridis")
-        for colour, (label, point) in zip(OKABE_ITO[1:], (panel[2] if len(panel) > 2 else {}).items()):
-            px, py = _barycentric([point])
-            ax.plot(px, py, marker="*", markersize=12, color=colour, markeredgecolor="black", linestyle="", label=label)
-        for k, (cx, cy) in enumerate(((0, 0), (1, 0), (0.5, math.sqrt(3) / 2))):
-            ax.annotate(corner_labels[k], (cx, cy), ha="center", va="top" if cy == 0 else "bottom", fontsize=8)
-        ax.set_title(subtitle, fontsize=10)
-        ax.set_xlim(-0.12, 1.12)
-        ax.set_ylim(-0.12, 0.98)
-        ax.set_aspect("equal")
-        ax.axis("off")
-        fig.colorbar(filled, ax=ax, orientation="horizontal", label=colorbar_label, shrink=0.8)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False)
-    fig.suptitle(title)
-    return fig
-
