@@ -70,9 +70,9 @@ def measure(lam, T, seed):
 
 # %%
 task = data.GrammarTask(train_tokens=2_000, seed=0)
-prefix = xp.asarray([task.tokenizer.encode(". the big")])
+prefix = xp.asarray([task.tokenizer.encode(". the big")], device=backend.device())
 with no_grad():
-    sharp = teacher(prefix).data[0, -1] * SHARPEN
+    sharp = teacher(prefix).data[0, -1, :] * SHARPEN
 nouns = [task.tokenizer.ids[w] for w in ("cat", "dog", "bird", "fox")]
 soft_labels = {}
 for T in (1.0, 2.0, 4.0):

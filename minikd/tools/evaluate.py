@@ -15,7 +15,7 @@ def evaluate_run(run_dir, n_windows=1024, split="val", task_name=None, data=None
     if task.tokenizer.vocab_size != model.config.vocab_size:
         raise ValueError(f"the data's vocabulary has {task.tokenizer.vocab_size} symbols but the model's has "
                          f"{model.config.vocab_size}: evaluate on text written in the run's own symbols")
-    scored = len(task.eval_set(split, n_windows)[0])  # at most the whole split
+    scored = task.eval_set(split, n_windows)[0].shape[0]  # at most the whole split
     return {"task": task.name, "split": split, "windows": scored, **evaluate(model, task, n_windows, split=split)}
 
 
