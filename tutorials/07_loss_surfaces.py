@@ -124,23 +124,22 @@ sharp_windows = landscape.WindowLoss(*task.eval_set("val", tutorial.pick(64, 4))
 iterations, samples = tutorial.pick(20, 3), tutorial.pick(10, 2)
 measured = {key: sharpness.sharpness(m, sharp_windows, seed=0, iterations=iterations, samples=samples)
             for key, m in students.items()}
-summary = {}
+per_seed = {}  # (method, quantity) -> one value per seed
 for method in ("CE-only", "KD"):
-    tops = np.array([measured[method, s]["top_eigenvalue"] for s in SEEDS])
-    traces = np.array([measured[method, s]["trace"] for s in SEEDS])
-    summary[method] = {"top": (tops.mean(), tops.std(ddof=1)), "trace": (traces.mean(), traces.std(ddof=1))}
-    print(f"{method:8s} λ_max per seed {np.round(tops, 2)}: {tops.mean():.2f} ± {tops.std(ddof=1):.2f}; "
-          f"trace per seed {np.round(traces, 1)}: {traces.mean():.1f} ± {traces.std(ddof=1):.1f}; power iteration "
+    for quantity, key in (("top", "top_eigenvalue"), ("trace", "trace")):
+        per_seed[method, quantity] = [measured[method, s][key] for s in SEEDS]
+    print(f"{method:8s} λ_max per seed: {tutorial.describe(per_seed[method, 'top'], '{:.2f}')}; "
+          f"trace per seed: {tutorial.describe(per_seed[method, 'trace'], '{:.1f}')}; power iteration "
           f"converged for {sum(measured[method, s]['converged'] for s in SEEDS)} of {len(SEEDS)} seeds")
 
 
 def verdict(quantity):
     """'flatter', 'sharper' or 'no difference': KD against CE-only, a difference counting only when
     the gap between the means exceeds the sum of the two seed-to-seed standard deviations."""
-    (mean_ce, sd_ce), (mean_kd, sd_kd) = summary["CE-only"][quantity], summary["KD"][quantity]
-    if mean_kd < mean_ce - (sd_ce + sd_kd):
+    ce, kd = per_seed["CE-only", quantity], per_seed["KD", quantity]
+    if tutorial.clearly_below(kd, ce):
         return "flatter"
-    if mean_kd > mean_ce + (sd_ce + sd_kd):
+    if tutorial.clearly_below(ce, kd):
         return "sharper"
     return "no difference"
 

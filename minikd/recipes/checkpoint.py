@@ -206,6 +206,11 @@ def load(path):
     return Checkpoint(meta, model_state, optimizer_state, extra_state, path)
 
 
+def path_of(run):
+    """The checkpoint of ``run``: ``run/checkpoint.npz`` for a run folder, ``run`` itself for a file."""
+    return os.path.join(run, "checkpoint.npz") if os.path.isdir(run) else run
+
+
 def load_model(path):
     """The TransformerLM stored in a checkpoint, with its weights, in evaluation mode."""
     return load(path).model()

@@ -3,8 +3,6 @@
 Shared by every distillation recipe (token-level, hidden-state, sequence-level, on-policy, weak-to-strong).
 """
 
-import os
-
 from minikd.engine import backend
 from minikd.engine.autograd import no_grad
 from minikd.nn.model import TransformerLM, preset
@@ -45,7 +43,7 @@ def load_setting(teacher_dir, seed=None, task_name=None, data=None, train_tokens
     ``seed`` (the task's data) defaults to the seed the run was trained with; ``teacher_dir`` is a run
     folder or a checkpoint file. Works for any run, a teacher's or a student's.
     """
-    path = os.path.join(teacher_dir, "checkpoint.npz") if os.path.isdir(teacher_dir) else teacher_dir
+    path = checkpoint.path_of(teacher_dir)
     ckpt = checkpoint.load(path)  # read once: the weights and the task it was trained on
     teacher = ckpt.model()
     if seed is None:
@@ -57,6 +55,14 @@ def load_setting(teacher_dir, seed=None, task_name=None, data=None, train_tokens
     task = tasks.load_task(name, seed=seed, data=data, **sizes)
     check_symbols(path, ckpt.symbols, task)
     return path, teacher, task
+
+
+def open_run(run_dir, task_name=None, data=None):
+    """``load_setting`` for the commands that read a run (generate, eval, landscape): a text file
+    ``data`` means the text task, and contradicts any other ``task_name``."""
+    if data is not None and (task_name or "text") != "text":
+        raise ValueError(f"--data is read only with --task text, got --task {task_name}")
+    return load_setting(run_dir, task_name="text" if data and task_name is None else task_name, data=data)
 
 
 def check_symbols(path, symbols, task):

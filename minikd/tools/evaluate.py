@@ -2,16 +2,14 @@
 
 import json
 
-from minikd.recipes.teacher import load_setting
+from minikd.recipes.teacher import open_run
 from minikd.recipes.train import evaluate
 from minikd.tasks.data import TASKS
 
 
 def evaluate_run(run_dir, n_windows=1024, split="val", task_name=None, data=None):
     """``evaluate`` on the run's own task (or ``task_name`` / a text file ``data``): a dict of metrics."""
-    if data is not None and (task_name or "text") != "text":
-        raise ValueError(f"--data is read only with --task text, got --task {task_name}")
-    _, model, task = load_setting(run_dir, task_name="text" if data and task_name is None else task_name, data=data)
+    _, model, task = open_run(run_dir, task_name, data)
     if task.tokenizer.vocab_size != model.config.vocab_size:
         raise ValueError(f"the data's vocabulary has {task.tokenizer.vocab_size} symbols but the model's has "
                          f"{model.config.vocab_size}: evaluate on text written in the run's own symbols")

@@ -4,7 +4,7 @@ import warnings
 
 from minikd.engine import backend
 from minikd.recipes import sizes
-from minikd.recipes.teacher import load_setting
+from minikd.recipes.teacher import open_run
 from minikd.tasks.data import TASKS
 
 
@@ -16,9 +16,7 @@ def generate(run_dir, prompt="", max_new_tokens=32, temperature=1.0, top_k=None,
     temperature ∞ uniform over the top-k tokens (over all without ``top_k``). A prompt longer than the
     model reads keeps its last ``block_size`` tokens, with a warning.
     """
-    if data is not None and (task_name or "text") != "text":
-        raise ValueError(f"--data is read only with --task text, got --task {task_name}")
-    _, model, task = load_setting(run_dir, task_name="text" if data and task_name is None else task_name, data=data)
+    _, model, task = open_run(run_dir, task_name, data)
     config = model.config
     sizes.check_memory(f"--samples {samples} with --max-new-tokens {max_new_tokens}",  # tokens, and one step's logits
                        sizes.FLOAT_BYTES * samples * (max_new_tokens

@@ -17,7 +17,7 @@ from minikd.losses.divergences import DIVERGENCES
 from minikd.losses.functional import FORMS
 from minikd.recipes import checkpoint
 from minikd.recipes.distill import DistillConfig
-from minikd.recipes.teacher import check_pair, load_setting
+from minikd.recipes.teacher import check_pair, open_run
 from minikd.tools import landscape, objective_maps, plots, sharpness
 
 SLICE_RANGE, PATH_RANGE = (-1.0, 1.0), (-0.5, 1.5)  # the default --range of slices and of paths
@@ -113,12 +113,12 @@ def _start_writing(out):
 
 def load_model(run_dir):
     """The model of a run (folder or checkpoint file), without building its task."""
-    return checkpoint.load_model(os.path.join(run_dir, "checkpoint.npz") if os.path.isdir(run_dir) else run_dir)
+    return checkpoint.load_model(checkpoint.path_of(run_dir))
 
 
 def load_run(run_dir, windows, data=None):
     """(model, x, y): a run's model and ``windows`` fixed validation windows of its own task (or of ``data``)."""
-    _, model, task = load_setting(run_dir, task_name="text" if data else None, data=data)
+    _, model, task = open_run(run_dir, data=data)
     x, y = task.eval_set("val", windows)
     return model, x, y
 
