@@ -53,9 +53,19 @@ def addition_teacher(addition_task):
     return briefly_trained(addition_task, steps=40)
 
 
+SLOWEST_FIRST = ("check_mode", "as_a_notebook", "fast_mode")  # the tutorials' runs, tens of seconds each
+
+
 def pytest_collection_modifyitems(config, items):
-    """``MINIKD_TESTS="tests/test_optim.py tests/test_train.py::test_x"`` keeps only those tests: the small
+    """The tutorials' runs first, the longest kind first, so that pytest-xdist's workers (``-n auto``)
+    finish together rather than one waiting for the last long run.
+
+    ``MINIKD_TESTS="tests/test_optim.py tests/test_train.py::test_x"`` keeps only those tests: the small
     selection a mutation run of one module needs (see README, Tests). Unset, every test runs."""
+    def rank(item):
+        return next((i for i, kind in enumerate(SLOWEST_FIRST) if kind in item.name), len(SLOWEST_FIRST))
+
+    items.sort(key=rank)  # stable: the order within each kind stays
     wanted = os.environ.get("MINIKD_TESTS", "").split()
     if not wanted:
         return

@@ -16,6 +16,8 @@ import math
 import os
 import sys
 
+import filelock
+
 from minikd.engine import backend
 from minikd.recipes import checkpoint
 from minikd.tasks import data
@@ -101,15 +103,18 @@ def trained_model(task, preset_name, steps, folder, seed=0):
     """(model, history): a ``preset_name`` model trained with cross-entropy on ``task`` for ``steps``
     steps, and its evaluation records (ten over the run).
 
-    Trained once and kept in ``folder``; a later call with the same folder loads it. Training is
+    Trained once and kept in ``folder``; a later call with the same folder loads it, and a call from a
+    second process while the first trains waits for it (a lock beside the folder). Training is
     deterministic, so a loaded model is the one training would give.
     """
     path = os.path.join(folder, "checkpoint.npz")
-    started = os.path.exists(path)
-    if not started or checkpoint.load(path).step < steps:  # a killed training is continued, not taken as done
-        model = TransformerLM(preset(preset_name, task.tokenizer.vocab_size, task.block_size), seed=seed)
-        train(model, task, TrainConfig(steps=steps, eval_every=max(1, steps // 10), eval_windows=128, seed=seed),
-              out=folder, progress=False, resume=started)
+    os.makedirs(os.path.dirname(os.path.abspath(folder)), exist_ok=True)
+    with filelock.FileLock(os.path.abspath(folder) + ".lock"):
+        started = os.path.exists(path)
+        if not started or checkpoint.load(path).step < steps:  # a killed training is continued, not taken as done
+            model = TransformerLM(preset(preset_name, task.tokenizer.vocab_size, task.block_size), seed=seed)
+            train(model, task, TrainConfig(steps=steps, eval_every=max(1, steps // 10), eval_windows=128, seed=seed),
+                  out=folder, progress=False, resume=started)
     with open(os.path.join(folder, "metrics.jsonl")) as f:
         history = [json.loads(line) for line in f]
     return checkpoint.load_model(path), history
