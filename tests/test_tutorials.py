@@ -134,7 +134,8 @@ def test_plotting_functions_on_small_inputs(tmp_path):
     figures = {
         "line": plots.line_plot(x, {"a": [1, 2, 3], "b": [3, 2, 1]}, "t", "x (unit)", "y (unit)", logx=True,
                                 reference=(2.0, "ref")),
-        "bars": plots.grouped_bars(["p", "q"], {"a": [0.1, 0.2], "b": [0.3, 0.1]}, "t", "x", "y"),
+        "bars": plots.grouped_bars(["p", "q"], {"a": [0.1, 0.2], "b": [0.3, 0.1]}, "t", "x", "y",
+                                   reference=[(0.0, "zero"), (1.0, "one")]),
         "heat": plots.heatmap([[1.0, 2.0], [3.0, 4.0]], [1, 2], [0.5, 1.0], "t", "T", "λ", "loss"),
         "contours": plots.contour_panels(
             {"a": (*np.meshgrid([0, 1, 2], [0, 1]), np.arange(6.0).reshape(2, 3), (1.0, 0.5))}, "t", "α", "β", "z"),
@@ -152,3 +153,6 @@ def test_plotting_functions_on_small_inputs(tmp_path):
     line = figures["line"].axes[0]
     assert line.get_xlabel() == "x (unit)" and line.get_xscale() == "log"
     assert [t.get_text() for t in line.get_legend().get_texts()] == ["a", "b", "ref"]
+    bars = figures["bars"].axes[0]
+    assert sorted(t.get_text() for t in bars.get_legend().get_texts()) == ["a", "b", "one", "zero"]
+    assert sorted(line.get_ydata()[0] for line in bars.get_lines()) == [0.0, 1.0]

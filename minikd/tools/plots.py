@@ -37,6 +37,13 @@ def _finish(fig, ax):
     return fig
 
 
+def _references(ax, reference):
+    """Dashed horizontal lines for ``reference`` = (y, label) or a list of them; returns their handles."""
+    references = [reference] if isinstance(reference, tuple) else reference or []
+    return [ax.axhline(value, linestyle=("--", ":", "-.")[k % 3], color="0.4", label=label)
+            for k, (value, label) in enumerate(references)]
+
+
 def line_plot(x, series, title, xlabel, ylabel, logx=False, logy=False, reference=None, errors=None):
     """One line per entry of ``series`` ({label: y values}) over the shared ``x``; ``reference``
     = (y, label) or a list of them adds dashed horizontal lines; ``errors`` ({label: ± values})
@@ -46,9 +53,7 @@ def line_plot(x, series, title, xlabel, ylabel, logx=False, logy=False, referenc
     for colour, (label, y) in zip(OKABE_ITO, series.items()):
         handles.append(ax.errorbar(x, y, yerr=(errors or {}).get(label), marker="o", markersize=3, capsize=3,
                                    color=colour, label=label))
-    references = [reference] if isinstance(reference, tuple) else reference or []
-    for k, (value, label) in enumerate(references):
-        handles.append(ax.axhline(value, linestyle=("--", ":", "-.")[k % 3], color="0.4", label=label))
+    handles += _references(ax, reference)
     ax.set_xscale("log" if logx else "linear")
     ax.set_yscale("log" if logy else "linear")
     ax.legend(handles=handles, frameon=False)
@@ -56,13 +61,15 @@ def line_plot(x, series, title, xlabel, ylabel, logx=False, logy=False, referenc
     return fig
 
 
-def grouped_bars(categories, groups, title, xlabel, ylabel):
-    """Bars of several groups ({label: one value per category}) side by side over ``categories``."""
+def grouped_bars(categories, groups, title, xlabel, ylabel, reference=None):
+    """Bars of several groups ({label: one value per category}) side by side over ``categories``;
+    ``reference`` as in ``line_plot``."""
     fig, ax = _axes(title, xlabel, ylabel, size=(7.2, 4.0))
     width = 0.8 / len(groups)
     for k, (colour, (label, values)) in enumerate(zip(OKABE_ITO, groups.items())):
         offsets = [i + (k - (len(groups) - 1) / 2) * width for i in range(len(categories))]
         ax.bar(offsets, values, width=width, color=colour, label=label)
+    _references(ax, reference)
     crowded = len(categories) > 6 or max(len(str(c)) for c in categories) > 12
     ax.set_xticks(range(len(categories)), categories, rotation=25 if crowded else 0, ha="right" if crowded else "center")
     return _finish(fig, ax)
