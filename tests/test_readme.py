@@ -146,3 +146,34 @@ def test_sequence_level_table_and_its_reading():
     assert sum(value < 20 for value in token_kd) == 2 and clearly_below(token_kd, true)
     (m_kd, sd_kd), (m_true, sd_true) = mean_spread(token_kd), mean_spread(true)
     assert m_true - m_kd < 1.1 * (sd_kd + sd_true)  # "slightly": within 10 % of the two spreads
+
+
+DEMO = "metric | CE-only, seeds 0 / 1 / 2 | mean ± sd | KD, seeds 0 / 1 / 2 | mean ± sd |"
+
+
+def test_demo_table_and_its_reading():
+    rows = table(DEMO)
+    for cells in rows:
+        assert_mean_sd(cells[1], cells[2])
+        assert_mean_sd(cells[3], cells[4])
+    final, best = row(rows, "KL to the true distribution, at step 1200"), row(rows, "KL to the true distribution, lowest")
+    ce, kd = seeds(final[0])[0], seeds(final[2])[0]
+    assert clearly_below(kd, ce)  # "by far more than the spread"
+    ratios = [c / k for c, k in zip(ce, kd)]
+    low, high = re.search(rf"({NUMBER}) to ({NUMBER}) times closer at step 1200", README).groups()
+    assert (round(min(ratios), 1), round(max(ratios), 1)) == (number(low), number(high)), ratios
+    ce_best, kd_best = seeds(best[0])[0], seeds(best[2])[0]
+    best_ratios = [c / k for c, k in zip(ce_best, kd_best)]
+    low, high = re.search(rf"still ({NUMBER}) to ({NUMBER}) times closer", README).groups()
+    assert (round(min(best_ratios), 1), round(max(best_ratios), 1)) == (number(low), number(high)), best_ratios
+    assert all(b < f for b, f in zip(ce_best + kd_best, ce + kd))  # lowest during the run, then it rose
+
+
+def test_demo_seed_0_printout_is_the_tables_seed_0():
+    rows = table(DEMO)
+    for printed, name in (("validation CE (nats/token)", "validation CE"),
+                          ("KL to the true distribution", "KL to the true distribution, at step 1200"),
+                          ("top-1 agreement with the teacher", "top-1 agreement")):
+        ce, kd = re.search(rf"^  {re.escape(printed)}\s+({NUMBER})\s+({NUMBER})$", README, re.MULTILINE).groups()
+        cells = row(rows, name)
+        assert (number(ce), number(kd)) == (seeds(cells[0])[0][0], seeds(cells[2])[0][0]), name
