@@ -1,6 +1,6 @@
-"""Every tutorial runs top to bottom as a notebook in fast mode, shows its figures inline and writes the
-figures it promises; the tutorials that assert claims run as scripts in check mode, the others as scripts
-in fast mode; plots and ``minikd figures`` on small inputs."""
+"""Every tutorial runs top to bottom as a script in fast mode and writes the figures it promises, and as a
+notebook that shows each figure inline: in check mode, with its claims asserted, where it has claims,
+else in fast mode; plots and ``minikd figures`` on small inputs."""
 
 import os
 import re
@@ -62,6 +62,7 @@ def test_tutorial_opens_with_its_title_and_promises_figures(path):
 # folder, so the grammar teacher is trained once for all of them, also when pytest-xdist runs them in
 # several worker processes (the folder is beside the workers' own; ``tutorial.trained_model`` locks).
 CHECKED = [p for p in PATHS if "tutorial.CLAIMS" in Path(p).read_text()]
+UNCHECKED = [p for p in PATHS if p not in CHECKED]
 
 
 @pytest.fixture(scope="session")
@@ -74,38 +75,26 @@ def check_runs(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("path", [p for p in PATHS if p not in CHECKED],
-                         ids=[name_of(p) for p in PATHS if p not in CHECKED])
+@pytest.mark.parametrize("path", PATHS, ids=[name_of(p) for p in PATHS])
 def test_tutorial_runs_as_a_script_in_fast_mode(path, tmp_path):
-    """As a script (the others run as scripts in check mode; every one runs as a notebook below)."""
     run_tutorial(path, tmp_path, "MINIKD_FAST")
     for name in promised_figures(path):
         assert_png(tmp_path / "figures" / name)
 
 
-@pytest.mark.parametrize("path", CHECKED, ids=[name_of(p) for p in CHECKED])
-def test_tutorial_claims_hold_in_check_mode(path, tmp_path, check_runs):
-    run_tutorial(path, tmp_path, "MINIKD_CHECK", runs=check_runs)
-    for name in promised_figures(path):
-        assert_png(tmp_path / "figures" / name)
-
-
-def test_tutorials_4_to_8_assert_their_claims_in_check_mode():
-    mine = {name_of(p)[:2] for p in CHECKED}
-    assert {"04", "05", "06", "08"} <= mine
-
-
-@pytest.mark.parametrize("path", PATHS, ids=[name_of(p) for p in PATHS])
-def test_tutorial_runs_as_a_notebook_with_its_figures_inline(path, tmp_path, monkeypatch):
+def run_notebook(path, folder, mode, runs, monkeypatch):
+    """Execute a tutorial as a notebook (jupytext, then nbclient on a Jupyter kernel) with ``mode`` set;
+    each code cell must show as many inline images as figures it saves, and each figure is written."""
     jupytext = pytest.importorskip("jupytext")
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
-    for key, value in {"MINIKD_FAST": "1", "MINIKD_FIGURES": str(tmp_path / "figures"),
-                       "MINIKD_RUNS": str(tmp_path / "runs"), "MPLBACKEND": "Agg"}.items():
+    monkeypatch.delenv("MINIKD_FAST" if mode == "MINIKD_CHECK" else "MINIKD_CHECK", raising=False)
+    for key, value in {mode: "1", "MINIKD_FIGURES": str(folder / "figures"), "MINIKD_RUNS": str(runs),
+                       "MPLBACKEND": "Agg"}.items():
         monkeypatch.setenv(key, value)  # the kernel inherits this environment
     notebook = jupytext.read(path)
-    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbclient.NotebookClient(notebook, timeout=900, kernel_name="python3",
+                            resources={"metadata": {"path": str(folder)}}).execute()
     promised = promised_figures(path)
     for cell in notebook.cells:
         if cell.cell_type != "code":
@@ -114,7 +103,24 @@ def test_tutorial_runs_as_a_notebook_with_its_figures_inline(path, tmp_path, mon
         images = [out for out in cell.get("outputs", []) if "image/png" in out.get("data", {})]
         assert len(images) == len(saved), (cell.source[:200], len(images), saved)
     for name in promised:
-        assert_png(tmp_path / "figures" / name)
+        assert_png(folder / "figures" / name)
+
+
+@pytest.mark.parametrize("path", UNCHECKED, ids=[name_of(p) for p in UNCHECKED])
+def test_tutorial_runs_as_a_notebook_in_fast_mode_with_its_figures_inline(path, tmp_path, monkeypatch):
+    run_notebook(path, tmp_path, "MINIKD_FAST", tmp_path / "runs", monkeypatch)
+
+
+@pytest.mark.parametrize("path", CHECKED, ids=[name_of(p) for p in CHECKED])
+def test_tutorial_claims_hold_in_check_mode_as_a_notebook_with_its_figures_inline(path, tmp_path, check_runs,
+                                                                                    monkeypatch):
+    """The claims' assertions run in the kernel: a failed one fails the cell, and so the test."""
+    run_notebook(path, tmp_path, "MINIKD_CHECK", check_runs, monkeypatch)
+
+
+def test_tutorials_4_to_8_assert_their_claims_in_check_mode():
+    mine = {name_of(p)[:2] for p in CHECKED}
+    assert {"04", "05", "06", "08"} <= mine
 
 
 def test_every_committed_figure_is_listed_and_made_by_a_tutorial():
