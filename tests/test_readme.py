@@ -177,3 +177,16 @@ def test_demo_seed_0_printout_is_the_tables_seed_0():
         ce, kd = re.search(rf"^  {re.escape(printed)}\s+({NUMBER})\s+({NUMBER})$", README, re.MULTILINE).groups()
         cells = row(rows, name)
         assert (number(ce), number(kd)) == (seeds(cells[0])[0][0], seeds(cells[2])[0][0]), name
+
+
+def test_weak_to_strong_seed_0_printout_is_the_tables_seed_0():
+    rows = weak_to_strong_rows(WEAK_TO_STRONG)
+    for printed, name in (("weak teacher ('small', 700 steps)", "weak teacher"),
+                          ("student, weak labels + 500 verified (λ=0.5)", "student"),
+                          ("  + confidence loss (α_max=0.5)", "+ confidence"),
+                          ("ceiling ('teacher', all ground truth)", "ceiling")):
+        match = re.search(rf"^  {re.escape(printed)}\s+({NUMBER})%(?:\s+({NUMBER})$)?", README, re.MULTILINE)
+        assert match, printed
+        assert number(match[1]) == seeds(rows[name][0])[0][0], name
+        if match[2] is not None:
+            assert number(match[2]) == seeds(rows[name][2])[0][0], name
