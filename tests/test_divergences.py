@@ -11,6 +11,7 @@ from strategies import betas, logit_pairs, normal, seeds, temperatures
 
 from minikd import Tensor, backend, gradcheck
 from minikd import functional as F
+from minikd.losses import divergences
 
 
 def grad_wrt_student(loss_fn, z):
@@ -122,3 +123,38 @@ def test_teacher_never_receives_a_gradient(pair, seed):
     student = tensor(z, grad=True)
     (F.distillation_loss(student, teacher, arr(y)) + F.kl_div(student, teacher) + F.jsd(student, teacher)).backward()
     assert teacher.grad is None and student.grad is not None
+
+
+def _divergence_np(name, s, v):
+    """D(p ‖ q) per row (the last axis) of p = softmax(v), q = softmax(s), from its definition (β = 1/2)."""
+    p, q = reference.softmax_np(v, 1.0), reference.softmax_np(s, 1.0)
+    if name == "forward_kl":
+        return np.sum(p * np.log(p / q), axis=-1)
+    if name == "reverse_kl":
+        return np.sum(q * np.log(q / p), axis=-1)
+    m = 0.5 * (p + q)
+    return 0.5 * np.sum(p * np.log(p / m), axis=-1) + 0.5 * np.sum(q * np.log(q / m), axis=-1)
+
+
+@given(seed=seeds, name=st.sampled_from(sorted(divergences.DIVERGENCES)))
+def test_each_divergence_with_its_defaults_on_a_batch_of_rows(seed, name):
+    """``DIVERGENCES[name](p, log_p, q, log_q)`` with its defaults (a gradient, β = 1/2) on a (2, 3, V)
+    batch: each row's value is the definition, the gradient is the central difference of that value in
+    s (q = softmax(s)); ``with_grad=False`` gives the same values and no gradient. ``softmax_parts``
+    defaults to T = 1."""
+    s, v = normal((2, 3, 5), seed), normal((2, 3, 5), seed + 1)
+    p, log_p = divergences.softmax_parts(arr(v))
+    q, log_q = divergences.softmax_parts(arr(s))
+    np.testing.assert_allclose(backend.to_numpy(p), reference.softmax_np(v, 1.0), rtol=1e-12)
+    value, grad = divergences.DIVERGENCES[name](p, log_p, q, log_q)
+    np.testing.assert_allclose(backend.to_numpy(value), _divergence_np(name, s, v), rtol=1e-10, atol=1e-14)
+    h, numeric = 1e-6, np.zeros_like(s)
+    for index in np.ndindex(*s.shape):
+        step = np.zeros_like(s)
+        step[index] = h
+        row = index[:-1]
+        numeric[index] = (_divergence_np(name, s + step, v)[row] - _divergence_np(name, s - step, v)[row]) / (2 * h)
+    np.testing.assert_allclose(backend.to_numpy(grad), numeric, rtol=1e-5, atol=1e-8)
+    value_only, no_grad = divergences.DIVERGENCES[name](p, log_p, q, log_q, with_grad=False)
+    assert no_grad is None
+    np.testing.assert_allclose(backend.to_numpy(value_only), backend.to_numpy(value), rtol=1e-15)
