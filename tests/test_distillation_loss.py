@@ -9,6 +9,8 @@ from strategies import betas, divergences, forms, lams, logit_pairs, seeds, temp
 
 from minikd import Tensor, backend, gradcheck
 from minikd import functional as F
+from minikd.losses import plain
+from minikd.losses.divergences import DIVERGENCES
 
 
 def loss_and_grad(z, v, y, **kwargs):
@@ -134,3 +136,18 @@ def test_result_keeps_the_logits_dtype(dtype):
     z = np.random.default_rng(0).standard_normal((4, 6)).astype(dtype)
     value, grad = loss_and_grad(z, z[::-1].copy(), np.array([0, 1, 2, 3]))
     assert value.dtype == dtype and grad.dtype == dtype
+
+
+@given(pair=logit_pairs(), T=temperatures, divergence=divergences, beta=betas)
+def test_plain_value_only_call_gives_the_same_loss_and_no_gradient(pair, T, divergence, beta):
+    """``plain.weighted_loss_and_grad(..., with_grad=False)``: the loss of the call with a gradient,
+    and None for dL/dz (as documented; evaluation under no_grad takes this path)."""
+    z, v, y, seed = pair
+    rows = lambda x: arr(x.reshape(-1, x.shape[-1]))  # noqa: E731  (N, V)
+    targets = arr(np.where(y == -100, 0, y).reshape(-1))
+    a, b = (arr(weights) for weights in np.random.default_rng(seed).random((2, targets.shape[0])))
+    args = (rows(z), rows(v), targets, a, b, T, DIVERGENCES[divergence], beta)
+    loss, grad = plain.weighted_loss_and_grad(*args, with_grad=True)
+    value_only, no_grad = plain.weighted_loss_and_grad(*args, with_grad=False)
+    assert grad is not None and no_grad is None
+    np.testing.assert_allclose(backend.to_numpy(value_only), backend.to_numpy(loss), rtol=1e-15)
