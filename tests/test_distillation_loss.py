@@ -151,3 +151,15 @@ def test_plain_value_only_call_gives_the_same_loss_and_no_gradient(pair, T, dive
     value_only, no_grad = plain.weighted_loss_and_grad(*args, with_grad=False)
     assert grad is not None and no_grad is None
     np.testing.assert_allclose(backend.to_numpy(value_only), backend.to_numpy(loss), rtol=1e-15)
+
+
+def test_defaults_are_lambda_one_half_at_T_two_and_beta_matters_only_for_jsd():
+    """distillation_loss(z, v, y) is (1 − ½)·CE + ½·T²·KL at T = 2; β (even one JSD would refuse)
+    changes nothing for the KL divergences."""
+    z, v = np.random.default_rng(3).standard_normal((2, 3, 5)), np.random.default_rng(4).standard_normal((2, 3, 5))
+    y = np.array([[0, 1, 2], [3, 4, -100]])
+    expected = reference.distillation_loss(Tensor(arr(z)), arr(v), arr(y), lam=0.5, T=2.0).item()
+    assert F.distillation_loss(Tensor(arr(z)), arr(v), arr(y)).item() == pytest.approx(expected, rel=1e-10)
+    for divergence in ("forward_kl", "reverse_kl"):
+        with_beta = F.distillation_loss(Tensor(arr(z)), arr(v), arr(y), divergence=divergence, beta=2.0).item()
+        assert with_beta == F.distillation_loss(Tensor(arr(z)), arr(v), arr(y), divergence=divergence).item()

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import reference
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,6 +13,7 @@ from strategies import betas, logit_pairs, normal, seeds, temperatures
 from minikd import Tensor, backend, gradcheck
 from minikd import functional as F
 from minikd.losses import divergences
+from minikd.losses.functional import WeightedLoss
 
 
 def grad_wrt_student(loss_fn, z):
@@ -158,3 +160,27 @@ def test_each_divergence_with_its_defaults_on_a_batch_of_rows(seed, name):
     value_only, no_grad = divergences.DIVERGENCES[name](p, log_p, q, log_q, with_grad=False)
     assert no_grad is None
     np.testing.assert_allclose(backend.to_numpy(value_only), backend.to_numpy(value), rtol=1e-15)
+
+
+def test_defaults_masks_raw_arrays_and_float32():
+    """kl_div and jsd default to T = 1 (and β = 1/2); the weighted op defaults to forward KL at T = 1;
+    jsd's mask averages over the masked positions only; raw arrays work as student logits; float32
+    logits give a float32 loss and gradient."""
+    z, v = normal((2, 3, 5), 0), normal((2, 3, 5), 1)
+    rows = lambda name: _divergence_np(name, z, v)  # noqa: E731  (2, 3) per position, at T = 1
+    assert F.kl_div(tensor(z), arr(v)).item() == pytest.approx(rows("forward_kl").mean(), rel=1e-10)
+    assert F.jsd(tensor(z), arr(v)).item() == pytest.approx(rows("jsd").mean(), rel=1e-10)
+    weights = arr(np.full(6, 1 / 6))
+    assert WeightedLoss.apply(tensor(z), teacher=arr(v.reshape(6, 5)), div_weights=weights).item() \
+        == pytest.approx(rows("forward_kl").mean(), rel=1e-10)
+    mask = np.array([[True, False, True], [False, False, True]])
+    assert F.jsd(tensor(z), arr(v), mask=arr(mask)).item() == pytest.approx(rows("jsd")[mask].mean(), rel=1e-10)
+    assert F.cross_entropy(arr(z), arr(np.zeros((2, 3), dtype=np.int64))).item() == \
+        pytest.approx(F.cross_entropy(tensor(z), arr(np.zeros((2, 3), dtype=np.int64))).item(), rel=1e-15)
+    targets = arr(np.array([[0, 1, 2], [3, 4, -100]]))
+    for loss_of in (lambda x: F.kl_div(x, arr(v.astype(np.float32))), lambda x: F.jsd(x, arr(v.astype(np.float32))),
+                    lambda x: F.nll_loss(F.log_softmax(x), targets)):
+        x = tensor(z.astype(np.float32), grad=True)
+        loss = loss_of(x)
+        loss.backward()
+        assert loss.dtype == x.dtype and x.grad.dtype == x.dtype
