@@ -163,7 +163,7 @@ def test_each_divergence_with_its_defaults_on_a_batch_of_rows(seed, name):
 
 
 def test_defaults_masks_raw_arrays_and_float32():
-    """kl_div and jsd default to T = 1 (and β = 1/2); the weighted op defaults to forward KL at T = 1;
+    """kl_div and jsd default to T = 1 (and β = 1/2); the weighted op defaults to forward KL at T = 1, β = 1/2;
     jsd's mask averages over the masked positions only; raw arrays work as student logits; float32
     logits give a float32 loss and gradient."""
     z, v = normal((2, 3, 5), 0), normal((2, 3, 5), 1)
@@ -173,6 +173,8 @@ def test_defaults_masks_raw_arrays_and_float32():
     weights = arr(np.full(6, 1 / 6))
     assert WeightedLoss.apply(tensor(z), teacher=arr(v.reshape(6, 5)), div_weights=weights).item() \
         == pytest.approx(rows("forward_kl").mean(), rel=1e-10)
+    assert WeightedLoss.apply(tensor(z), teacher=arr(v.reshape(6, 5)), div_weights=weights, divergence="jsd").item() \
+        == pytest.approx(rows("jsd").mean(), rel=1e-10)  # β = 1/2
     mask = np.array([[True, False, True], [False, False, True]])
     assert F.jsd(tensor(z), arr(v), mask=arr(mask)).item() == pytest.approx(rows("jsd")[mask].mean(), rel=1e-10)
     assert F.cross_entropy(arr(z), arr(np.zeros((2, 3), dtype=np.int64))).item() == \
