@@ -163,8 +163,12 @@ def test_on_policy_defaults_off_policy_step_description_and_errors(task, teacher
     expected = F.kl_div(model(xs), teacher_logits(teacher, xs), T=1.0, mask=ys != data.IGNORE_INDEX).item()
     assert distiller(model, x, y, 3).item() == pytest.approx(expected, rel=1e-6)
     steps = []
-    off = OnPolicyDistiller(teacher, task, 0.0, lambda s, x, y, step: steps.append(step) or cross_entropy_loss(s, x, y, step))
-    off(model, x, y, 7)
+
+    def recorded_off_policy(model, x, y, step):
+        steps.append(step)
+        return cross_entropy_loss(model, x, y, step)
+
+    OnPolicyDistiller(teacher, task, 0.0, recorded_off_policy)(model, x, y, 7)
     assert steps == [7]
     half = OnPolicyDistiller(teacher, task, 0.5, cross_entropy_loss, seed=1)
     assert [half.describe(step) for step in range(20)] == [{"on_policy": half.on_policy(step)} for step in range(20)]
