@@ -157,6 +157,9 @@ def test_projections_are_seeded_on_their_own_stream_scaled_and_of_the_students_d
     C_s = student.config.n_embd
     assert abs(w.std() * np.sqrt(C_s) - 1.0) < 0.1  # 48·32 draws: the estimate is within a few %
     assert not np.allclose(w * np.sqrt(C_s), backend.host_rng(0).standard_normal(w.shape))
+    teacher, student = models(task, "float32")
+    projection = HiddenDistiller(teacher, student, DistillConfig(), 4).projections.maps[0]
+    assert projection.weight.dtype == projection.bias.dtype == student.parameters()[0].dtype
 
 
 def test_layer_map_entries_and_mu_are_checked_by_name():
