@@ -1,4 +1,4 @@
-"""Every Hypothesis strategy of the suite, and the ``ci`` / ``dev`` profiles.
+"""Every Hypothesis strategy of the suite, and the ``ci`` / ``dev`` / ``ci-strict`` / ``mutation`` profiles.
 
 Inputs are float64 and kept away from kinks: logits are drawn on a bounded range, ties in a max
 are broken by construction, temperatures span 0.05..50 on a log scale.
@@ -17,6 +17,10 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.register_profile(  # the second CI pass, on the strict backend: the array code, fewer draws
     "ci-strict", derandomize=True, max_examples=10, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(  # mutation runs (pyproject.toml, [tool.mutmut]): the suite once per mutant
+    "mutation", derandomize=True, max_examples=10, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 

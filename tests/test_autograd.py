@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from minikd import Tensor, backend, no_grad
-from minikd.engine.autograd import is_grad_enabled
+from minikd.engine.autograd import Function, as_tensor, data_of, is_grad_enabled
 
 
 def A(x):
@@ -111,3 +111,84 @@ def test_item_and_numpy():
     assert t.item() == 2.5 and isinstance(t.numpy(), np.ndarray)
     with pytest.raises(ValueError, match="one element"):
         Tensor(A([1.0, 2.0])).item()
+
+
+def test_leaf_gradients_are_never_shared_even_when_fresh():
+    """An op may hand one fresh array to two inputs (here +'s backward, after ×2): each leaf owns its own."""
+    a = Tensor(A([1.0, 2.0]), requires_grad=True)
+    b = Tensor(A([3.0, 4.0]), requires_grad=True)
+    ((a + b) * 2.0).backward(A([1.0, 1.0]))
+    a.grad *= 10
+    assert np.allclose(grad_of(b), [2.0, 2.0]) and np.allclose(grad_of(a), [20.0, 20.0])
+    leaf = Tensor(A([1.0, 2.0]), requires_grad=True)
+    cotangent = A([5.0, 6.0])
+    leaf.backward(cotangent)  # the root itself is the leaf: it gets a copy, not the caller's array
+    leaf.grad *= 0
+    assert np.allclose(backend.to_numpy(cotangent), [5.0, 6.0])
+
+
+class _GradientOfOneInput(Function):
+    """x₀ + x₁, with a backward that (wrongly on purpose) returns a gradient for input ``keep`` only."""
+
+    def forward(self, x0, x1, keep):
+        self.keep = keep
+        return x0 + x1
+
+    def backward(self, g):
+        return tuple(g if i == self.keep else None for i in range(2))
+
+
+@pytest.mark.parametrize("keep", [0, 1])
+def test_an_input_given_no_gradient_keeps_none_and_the_others_get_theirs(keep):
+    """A None from backward means 'no gradient': that input (and what made it) stays without one,
+    every other input still gets its gradient, whatever the order of the inputs."""
+    w = Tensor(A([1.0, 2.0]), requires_grad=True)
+    x = Tensor(A([3.0, 4.0]), requires_grad=True)
+    inputs = [w * 3.0, x]  # one made by an op, one a leaf
+    _GradientOfOneInput.apply(*inputs, keep=keep).backward(A([1.0, 1.0]))
+    assert np.allclose(grad_of(w), [3.0, 3.0]) if keep == 0 else w.grad is None
+    assert np.allclose(grad_of(x), [1.0, 1.0]) if keep == 1 else x.grad is None
+
+
+def test_backward_through_a_graph_of_doublings_is_linear_in_its_depth():
+    """y = x + x, sixty times: every node is used twice, each is still visited once (2⁶⁰ paths)."""
+    x = Tensor(A([1.0]), requires_grad=True)
+    y = x
+    for _ in range(60):
+        y = y + y
+    y.sum().backward()
+    assert grad_of(x)[0] == 2.0**60
+
+
+def test_cotangent_as_a_tensor_or_python_list_and_of_another_dtype():
+    """backward(grad) takes a Tensor, an array or Python data; the gradient keeps the tensor's dtype."""
+    x = Tensor(backend.from_numpy(np.ones(2, dtype=np.float32)), requires_grad=True)
+    for cotangent in (Tensor(A([2.0, 3.0])), A([2.0, 3.0]), [2.0, 3.0]):
+        x.zero_grad()
+        (x * 1.0).backward(cotangent)
+        assert x.grad.dtype == backend.dtype("float32")
+        assert np.allclose(grad_of(x), [2.0, 3.0])
+    x.zero_grad()
+    x.sum().backward()  # no cotangent: 1, of the tensor's dtype
+    assert x.grad.dtype == backend.dtype("float32") and np.allclose(grad_of(x), [1.0, 1.0])
+    with pytest.raises(RuntimeError, match=r"^backward\(\) on a tensor that does not require grad"):
+        Tensor(A([1.0])).backward()
+
+
+def test_tensor_of_a_tensor_len_repr_and_dtype_errors():
+    t = Tensor(A([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]), requires_grad=True)
+    copy = Tensor(t)
+    np.testing.assert_array_equal(copy.numpy(), t.numpy())
+    assert len(t) == 3 and not copy.requires_grad
+    assert repr(t) == f"Tensor({t.numpy()!r}, requires_grad=True)" and repr(copy) == f"Tensor({t.numpy()!r})"
+    with pytest.raises(TypeError, match=r"got dtype int\d+$"):
+        Tensor(backend.from_numpy(np.arange(3)), requires_grad=True)
+
+
+def test_as_tensor_and_data_of_take_python_data():
+    like = Tensor(backend.from_numpy(np.ones(2, dtype=np.float32)))
+    assert as_tensor(2.5).item() == 2.5
+    scalar = as_tensor(2, like=like)
+    assert scalar.dtype == like.dtype and scalar.item() == 2.0
+    np.testing.assert_array_equal(backend.to_numpy(data_of([1.0, 2.0])), [1.0, 2.0])
+    assert data_of(like) is like.data

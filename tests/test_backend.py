@@ -1,6 +1,8 @@
 """The array backend: one switch point, clear errors, seeded generators."""
 
 import ast
+import multiprocessing
+import os
 import pathlib
 
 import numpy as np
@@ -121,6 +123,22 @@ def test_map_blocks_keeps_order():
 
 
 # ---- the strict backend refuses each rule's violation ------------------------------------------------
+def _map_blocks_in_child():
+    raise SystemExit(0 if backend.map_blocks(lambda i: i + 1, range(4)) == [1, 2, 3, 4] else 1)
+
+
+@pytest.mark.skipif(not hasattr(os, "register_at_fork"), reason="fork is POSIX only")
+def test_map_blocks_works_in_a_forked_child():
+    """A child forked after the pool started has none of its threads: map_blocks must not wait on them."""
+    backend.map_blocks(lambda i: i, range(4))  # the parent's pool now exists
+    child = multiprocessing.get_context("fork").Process(target=_map_blocks_in_child)
+    child.start()
+    child.join(timeout=30)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0
+
+
 def test_strict_refuses_implicit_conversion_to_numpy():
     """A device array never becomes a NumPy array behind the code's back (np.asarray, np.exp of it)."""
     with backend.using("strict"):

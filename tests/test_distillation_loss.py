@@ -9,6 +9,8 @@ from strategies import betas, divergences, forms, lams, logit_pairs, seeds, temp
 
 from minikd import Tensor, backend, gradcheck
 from minikd import functional as F
+from minikd.losses import plain
+from minikd.losses.divergences import DIVERGENCES
 
 
 def loss_and_grad(z, v, y, **kwargs):
@@ -134,3 +136,30 @@ def test_result_keeps_the_logits_dtype(dtype):
     z = np.random.default_rng(0).standard_normal((4, 6)).astype(dtype)
     value, grad = loss_and_grad(z, z[::-1].copy(), np.array([0, 1, 2, 3]))
     assert value.dtype == dtype and grad.dtype == dtype
+
+
+@given(pair=logit_pairs(), T=temperatures, divergence=divergences, beta=betas)
+def test_plain_value_only_call_gives_the_same_loss_and_no_gradient(pair, T, divergence, beta):
+    """``plain.weighted_loss_and_grad(..., with_grad=False)``: the loss of the call with a gradient,
+    and None for dL/dz (as documented; evaluation under no_grad takes this path)."""
+    z, v, y, seed = pair
+    rows = lambda x: arr(x.reshape(-1, x.shape[-1]))  # noqa: E731  (N, V)
+    targets = arr(np.where(y == -100, 0, y).reshape(-1))
+    a, b = (arr(weights) for weights in np.random.default_rng(seed).random((2, targets.shape[0])))
+    args = (rows(z), rows(v), targets, a, b, T, DIVERGENCES[divergence], beta)
+    loss, grad = plain.weighted_loss_and_grad(*args, with_grad=True)
+    value_only, no_grad = plain.weighted_loss_and_grad(*args, with_grad=False)
+    assert grad is not None and no_grad is None
+    np.testing.assert_allclose(backend.to_numpy(value_only), backend.to_numpy(loss), rtol=1e-15)
+
+
+def test_defaults_are_lambda_one_half_at_T_two_and_beta_matters_only_for_jsd():
+    """distillation_loss(z, v, y) is (1 − ½)·CE + ½·T²·KL at T = 2; β (even one JSD would refuse)
+    changes nothing for the KL divergences."""
+    z, v = np.random.default_rng(3).standard_normal((2, 3, 5)), np.random.default_rng(4).standard_normal((2, 3, 5))
+    y = np.array([[0, 1, 2], [3, 4, -100]])
+    expected = reference.distillation_loss(Tensor(arr(z)), arr(v), arr(y), lam=0.5, T=2.0).item()
+    assert F.distillation_loss(Tensor(arr(z)), arr(v), arr(y)).item() == pytest.approx(expected, rel=1e-10)
+    for divergence in ("forward_kl", "reverse_kl"):
+        with_beta = F.distillation_loss(Tensor(arr(z)), arr(v), arr(y), divergence=divergence, beta=2.0).item()
+        assert with_beta == F.distillation_loss(Tensor(arr(z)), arr(v), arr(y), divergence=divergence).item()

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import reference
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,6 +12,8 @@ from strategies import betas, logit_pairs, normal, seeds, temperatures
 
 from minikd import Tensor, backend, gradcheck
 from minikd import functional as F
+from minikd.losses import divergences
+from minikd.losses.functional import WeightedLoss
 
 
 def grad_wrt_student(loss_fn, z):
@@ -122,3 +125,64 @@ def test_teacher_never_receives_a_gradient(pair, seed):
     student = tensor(z, grad=True)
     (F.distillation_loss(student, teacher, arr(y)) + F.kl_div(student, teacher) + F.jsd(student, teacher)).backward()
     assert teacher.grad is None and student.grad is not None
+
+
+def _divergence_np(name, s, v):
+    """D(p ‖ q) per row (the last axis) of p = softmax(v), q = softmax(s), from its definition (β = 1/2)."""
+    p, q = reference.softmax_np(v, 1.0), reference.softmax_np(s, 1.0)
+    if name == "forward_kl":
+        return np.sum(p * np.log(p / q), axis=-1)
+    if name == "reverse_kl":
+        return np.sum(q * np.log(q / p), axis=-1)
+    m = 0.5 * (p + q)
+    return 0.5 * np.sum(p * np.log(p / m), axis=-1) + 0.5 * np.sum(q * np.log(q / m), axis=-1)
+
+
+@given(seed=seeds, name=st.sampled_from(sorted(divergences.DIVERGENCES)))
+def test_each_divergence_with_its_defaults_on_a_batch_of_rows(seed, name):
+    """``DIVERGENCES[name](p, log_p, q, log_q)`` with its defaults (a gradient, β = 1/2) on a (2, 3, V)
+    batch: each row's value is the definition, the gradient is the central difference of that value in
+    s (q = softmax(s)); ``with_grad=False`` gives the same values and no gradient. ``softmax_parts``
+    defaults to T = 1."""
+    s, v = normal((2, 3, 5), seed), normal((2, 3, 5), seed + 1)
+    p, log_p = divergences.softmax_parts(arr(v))
+    q, log_q = divergences.softmax_parts(arr(s))
+    np.testing.assert_allclose(backend.to_numpy(p), reference.softmax_np(v, 1.0), rtol=1e-12)
+    value, grad = divergences.DIVERGENCES[name](p, log_p, q, log_q)
+    np.testing.assert_allclose(backend.to_numpy(value), _divergence_np(name, s, v), rtol=1e-10, atol=1e-14)
+    h, numeric = 1e-6, np.zeros_like(s)
+    for index in np.ndindex(*s.shape):
+        step = np.zeros_like(s)
+        step[index] = h
+        row = index[:-1]
+        numeric[index] = (_divergence_np(name, s + step, v)[row] - _divergence_np(name, s - step, v)[row]) / (2 * h)
+    np.testing.assert_allclose(backend.to_numpy(grad), numeric, rtol=1e-5, atol=1e-8)
+    value_only, no_grad = divergences.DIVERGENCES[name](p, log_p, q, log_q, with_grad=False)
+    assert no_grad is None
+    np.testing.assert_allclose(backend.to_numpy(value_only), backend.to_numpy(value), rtol=1e-15)
+
+
+def test_defaults_masks_raw_arrays_and_float32():
+    """kl_div and jsd default to T = 1 (and β = 1/2); the weighted op defaults to forward KL at T = 1, β = 1/2;
+    jsd's mask averages over the masked positions only; raw arrays work as student logits; float32
+    logits give a float32 loss and gradient."""
+    z, v = normal((2, 3, 5), 0), normal((2, 3, 5), 1)
+    rows = lambda name: _divergence_np(name, z, v)  # noqa: E731  (2, 3) per position, at T = 1
+    assert F.kl_div(tensor(z), arr(v)).item() == pytest.approx(rows("forward_kl").mean(), rel=1e-10)
+    assert F.jsd(tensor(z), arr(v)).item() == pytest.approx(rows("jsd").mean(), rel=1e-10)
+    weights = arr(np.full(6, 1 / 6))
+    assert WeightedLoss.apply(tensor(z), teacher=arr(v.reshape(6, 5)), div_weights=weights).item() \
+        == pytest.approx(rows("forward_kl").mean(), rel=1e-10)
+    assert WeightedLoss.apply(tensor(z), teacher=arr(v.reshape(6, 5)), div_weights=weights, divergence="jsd").item() \
+        == pytest.approx(rows("jsd").mean(), rel=1e-10)  # β = 1/2
+    mask = np.array([[True, False, True], [False, False, True]])
+    assert F.jsd(tensor(z), arr(v), mask=arr(mask)).item() == pytest.approx(rows("jsd")[mask].mean(), rel=1e-10)
+    assert F.cross_entropy(arr(z), arr(np.zeros((2, 3), dtype=np.int64))).item() == \
+        pytest.approx(F.cross_entropy(tensor(z), arr(np.zeros((2, 3), dtype=np.int64))).item(), rel=1e-15)
+    targets = arr(np.array([[0, 1, 2], [3, 4, -100]]))
+    for loss_of in (lambda x: F.kl_div(x, arr(v.astype(np.float32))), lambda x: F.jsd(x, arr(v.astype(np.float32))),
+                    lambda x: F.nll_loss(F.log_softmax(x), targets)):
+        x = tensor(z.astype(np.float32), grad=True)
+        loss = loss_of(x)
+        loss.backward()
+        assert loss.dtype == x.dtype and x.grad.dtype == x.dtype

@@ -120,3 +120,30 @@ def test_integer_logits_and_bad_masks():
         F.kl_div(Tensor(arr(Z)), arr(V), mask=arr(np.ones(3, dtype=bool)))
     with pytest.raises(ValueError, match="mask must be boolean or hold only 0 and 1"):
         F.kl_div(Tensor(arr(Z)), arr(V), mask=arr(np.full((2, 3), 2)))
+
+
+def test_names_in_the_float_checks_and_the_empty_mask():
+    ints = arr(np.zeros((2, 5), dtype=np.int64))
+    for fn in (F.softmax, F.log_softmax):
+        with pytest.raises(TypeError, match=r"^x must be a float array, got dtype int64"):
+            fn(ints)
+    with pytest.raises(TypeError, match=r"^teacher_logits must be a float array, got dtype int64"):
+        F.kl_div(Tensor(arr(np.zeros((2, 5)))), ints)
+    with pytest.raises(ValueError, match=r"^mask selects no position; the mean is undefined$"):
+        F.jsd(Tensor(arr(Z)), arr(V), mask=arr(np.zeros((2, 3), dtype=bool)))
+
+
+def test_a_loss_that_overflows_on_finite_logits_names_its_cause():
+    """Finite float32 logits whose loss is inf: either z/T leaves float32 (choose a larger T), or the
+    divergence's weight λ·T² is too big (choose a smaller λ)."""
+    wide = np.array([[3e38, -3e38]], dtype=np.float32)  # z − max z = −6e38 overflows in the softmax
+    with pytest.raises(ValueError, match=r"^the loss overflowed to inf although the logits are finite: divided by "
+                                         r"T=1\.0 they reach 3e\+38, beyond float32; choose a larger T$"):
+        F.cross_entropy(Tensor(arr(wide)), arr(np.array([1])))
+    big = np.array([[1e37, -1e37]], dtype=np.float32)
+    with pytest.raises(ValueError, match=r"divided by T=0\.01 they reach 1e\+39, beyond float32; choose a larger T$"):
+        F.kl_div(Tensor(arr(big)), arr(big[:, ::-1].copy()), T=0.01)
+    z, v = (arr(np.array([[10.0, -10.0]], dtype=np.float32) * sign) for sign in (1, -1))
+    with pytest.raises(ValueError, match=r"^the loss overflowed to inf although the logits are finite: the "
+                                         r"distillation weight λ·T² reaches 1e\+38; choose a smaller λ$"):
+        F.distillation_loss(Tensor(z), v, arr(np.array([0])), lam=1e38, T=1.0, form="additive")

@@ -1,5 +1,7 @@
 """Hidden-state distillation: the MSE op's gradient, the layer map, the projections, the whole objective."""
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -13,6 +15,7 @@ from minikd.recipes.distill import DistillConfig, Distiller
 from minikd.engine.gradcheck import directional_gradcheck
 from minikd.recipes.hidden import HiddenDistiller, check_layer_map, default_layer_map, mse, parse_layer_map
 from minikd.nn.model import TransformerLM, preset
+from minikd.recipes.teacher import teacher_logits
 from minikd.recipes.train import TrainConfig, train
 
 
@@ -120,3 +123,56 @@ def test_bad_weight_and_equal_widths(task):
         HiddenDistiller(teacher, student, DistillConfig(), 4, mu=-1.0)
     same = TransformerLM(preset("small", task.tokenizer.vocab_size, task.block_size), seed=2)
     assert HiddenDistiller(teacher, same, DistillConfig(), 4).projections.parameters() == []  # nothing to learn
+
+
+def test_the_prediction_term_is_the_distillers_objective_and_mu_defaults_to_one(task):
+    """HiddenDistiller = Distiller(teacher, config, steps, seed) (schedules over ``steps``, the label
+    noise of ``seed``, the teacher's bias) + μ·hidden_loss, μ = 1 and seed 0 by default; describe adds μ."""
+    teacher, student = models(task)
+    config = DistillConfig(lam=0.9, lam_schedule="linear", lam_end=0.1, T=3.0, T_schedule="linear", T_end=1.0,
+                           label_noise=0.5, teacher_bias=(1, 2, 4.0))
+    x, y = task.batch("train", 4, seed=0, step=3)
+    assert (backend.to_numpy(x) == 1).any()  # the bias's context token occurs: the bias changes v
+    for seed, hd in ((3, HiddenDistiller(teacher, student, config, 10, mu=0.0, seed=3)),
+                     (0, HiddenDistiller(teacher, student, config, 10, mu=0.0))):
+        expected = Distiller(teacher, config, 10, seed)
+        assert hd(student, x, y, 4).item() == expected(student, x, y, 4).item()
+        assert hd.describe(4) == {**expected.describe(4), "mu": 0.0}
+    hd = HiddenDistiller(teacher, student, config, 10, seed=3)
+    _, student_streams = student(x, return_hidden=True)
+    _, teacher_streams = teacher_logits(teacher, x, return_hidden=True)
+    hidden = hd.hidden_loss(student_streams, teacher_streams).item()
+    assert hd(student, x, y, 4).item() == pytest.approx(Distiller(teacher, config, 10, 3)(student, x, y, 4).item()
+                                                        + hidden, rel=1e-5)
+
+
+def test_projections_are_seeded_on_their_own_stream_scaled_and_of_the_students_dtype(task):
+    """P_k's weights: N(0, 1/C_s) (the stream's scale kept), drawn from rng(seed, PROJECTION_STREAM)
+    (another seed, other weights; not the numbers of rng(seed) itself), in the student's dtype."""
+    teacher, student = models(task, "float64")
+    weights = {seed: backend.to_numpy(HiddenDistiller(teacher, student, DistillConfig(), 4, seed=seed)
+                                      .projections.maps[0].weight.data) for seed in (0, 1)}
+    w = weights[0]
+    assert w.dtype == np.float64 and not np.array_equal(w, weights[1])
+    C_s = student.config.n_embd
+    assert abs(w.std() * np.sqrt(C_s) - 1.0) < 0.1  # 48·32 draws: the estimate is within a few %
+    assert not np.allclose(w * np.sqrt(C_s), backend.host_rng(0).standard_normal(w.shape))
+    teacher, student = models(task, "float32")
+    projection = HiddenDistiller(teacher, student, DistillConfig(), 4).projections.maps[0]
+    assert projection.weight.dtype == projection.bias.dtype == student.parameters()[0].dtype
+
+
+def test_layer_map_entries_and_mu_are_checked_by_name():
+    for bad in ((1, 2, 3), (True, 1), (1.0, 2)):
+        with pytest.raises(ValueError, match=rf"^layer_map entries must be pairs of integers, got {re.escape(repr(bad))}$"):
+            check_layer_map((bad,), 2, 3)
+    with pytest.raises(ValueError, match=r"^layer_map is empty: "):
+        check_layer_map((), 2, 3)
+    x = normal((2, 3), 0)
+    assert mse(arr(x), arr(np.zeros((2, 3)))).item() == pytest.approx((x**2).mean(), rel=1e-12)  # a raw array
+
+
+def test_mu_must_be_a_number(task):
+    teacher, student = models(task)
+    with pytest.raises(TypeError, match=r"^hidden-state weight mu must be a number"):
+        HiddenDistiller(teacher, student, DistillConfig(), 4, mu="1")

@@ -104,3 +104,42 @@ def test_dropout_is_seeded_and_keeps_the_mean():
     assert abs((a == 0).mean() - 0.3) < 0.01  # 200k draws: the standard error is 0.001
     assert abs(a.mean() - 1.0) < 0.02
     np.testing.assert_allclose(np.unique(a), [0.0, 1 / 0.7], rtol=1e-6)
+
+
+def test_linear_layer_norm_and_attention_equal_their_definitions():
+    """linear = x Wᵀ + b; layer_norm = (x − μ)/√(σ² + 10⁻⁵)·γ + β with the default ε (rows of variance
+    ~10⁻⁵, where ε matters); attention = causal softmax(q kᵀ/√D) v per head."""
+    x, w, b = normal((2, 3, 4), 0), normal((5, 4), 1), normal(5, 2)
+    np.testing.assert_allclose(backend.to_numpy(layers.linear(arr(x), arr(w), arr(b)).data), x @ w.T + b, rtol=1e-12)
+    small = normal((3, 6), 3) * 3e-3
+    gamma, beta = normal(6, 4), normal(6, 5)
+    centred = small - small.mean(axis=-1, keepdims=True)
+    expected = centred / np.sqrt((centred**2).mean(axis=-1, keepdims=True) + 1e-5) * gamma + beta
+    for out in (layers.layer_norm(arr(small), arr(gamma), arr(beta)),
+                layers.LayerNorm.apply(arr(small), arr(gamma), arr(beta))):
+        np.testing.assert_allclose(backend.to_numpy(out.data), expected, rtol=1e-10)
+    B, S, H, D = 2, 4, 2, 3
+    qkv = normal((B, S, 3 * H * D), 6)
+    q, k, v = (qkv[..., i * H * D:(i + 1) * H * D].reshape(B, S, H, D).transpose(0, 2, 1, 3) for i in range(3))
+    scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(D) + np.triu(np.full((S, S), -np.inf), k=1)
+    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    heads = (weights / weights.sum(axis=-1, keepdims=True)) @ v  # (B, H, S, D)
+    np.testing.assert_allclose(backend.to_numpy(layers.causal_self_attention(arr(qkv), H).data),
+                               heads.transpose(0, 2, 1, 3).reshape(B, S, H * D), rtol=1e-10)
+
+
+def test_causal_softmax_is_stable_for_rows_of_very_different_size():
+    """Each row is shifted by its own maximum: scores of ±1000 in different rows still give distributions."""
+    scores = normal((2, 3, 3), 7) + np.array([1000.0, -1000.0])[:, None, None]
+    att = backend.to_numpy(layers.causal_softmax(arr(scores)))
+    assert np.isfinite(att).all()
+    np.testing.assert_allclose(att.sum(axis=-1), 1.0, rtol=1e-12)
+
+
+def test_dropout_mask_depends_on_the_seed_and_float32_stays_float32():
+    x = arr(np.ones((50, 40), dtype=np.float32))
+    a, b = (backend.to_numpy(layers.dropout(x, 0.5, seed=seed, keys=(2,)).data) for seed in (5, 6))
+    assert not np.array_equal(a, b) and a.dtype == np.float32
+    w = tensor(normal((4, 3), 8).astype(np.float32), grad=True)
+    layers.embedding(arr(np.array([[0, 2, 2]])), w).sum().backward()
+    assert w.grad.dtype == w.dtype

@@ -20,6 +20,11 @@ def params_with_grads(seed):
     return w, b
 
 
+def on_the_device(array):
+    """The array lives where the backend makes arrays (None: NumPy's one device)."""
+    return backend.device() is None or array.device == backend.device()
+
+
 def test_sgd_momentum_follows_its_formula():
     w, b = params_with_grads(0)
     w0, g = backend.to_numpy(w.data).copy(), backend.to_numpy(w.grad).copy()
@@ -98,6 +103,88 @@ def test_clip_grad_norm(seed, max_norm):
 def test_optimizer_errors(make, message):
     with pytest.raises(ValueError, match=message):
         make(list(params_with_grads(0)))
+
+
+@pytest.mark.parametrize("make, name, interval, value", [
+    (lambda p: optim.SGD(p, lr=-1.0), "lr", "[0.0, inf)", -1.0),
+    (lambda p: optim.SGD(p, lr=0.1, momentum=1.0), "momentum", "[0.0, 1.0)", 1.0),
+    (lambda p: optim.AdamW(p, lr=0.1, betas=(1.0, 0.9)), "betas[0]", "[0.0, 1.0)", 1.0),
+    (lambda p: optim.AdamW(p, lr=0.1, betas=(1.5, 0.9)), "betas[0]", "[0.0, 1.0)", 1.5),
+    (lambda p: optim.AdamW(p, lr=0.1, betas=(0.9, 1.0)), "betas[1]", "[0.0, 1.0)", 1.0),
+    (lambda p: optim.AdamW(p, lr=0.1, eps=0.0), "eps", "(0.0, inf)", 0.0),
+    (lambda p: optim.AdamW(p, lr=0.1, weight_decay=-0.1), "weight_decay", "[0.0, inf)", -0.1),
+    (lambda p: optim.clip_grad_norm(p, 0.0), "max_norm", "(0.0, inf)", 0.0),
+])
+def test_a_bad_number_is_named_with_its_allowed_interval(make, name, interval, value):
+    """The message names the argument, the interval it must lie in ('(' open, '[' closed) and the value."""
+    with pytest.raises(ValueError) as caught:
+        make(list(params_with_grads(0)))
+    assert str(caught.value) == f"{name} must be a number in {interval}, got {value!r}"
+
+
+def test_other_bad_arguments_are_named():
+    w, b = params_with_grads(0)
+    with pytest.raises(TypeError, match=r"^lr must be a number, got str"):
+        optim.SGD([w, b], lr="0.1")
+    with pytest.raises(ValueError, match=r"^params is empty: "):
+        optim.AdamW([], lr=0.1)
+    with pytest.raises(ValueError, match=r"^every parameter given to an optimizer must have requires_grad=True$"):
+        optim.SGD([w, tensor(normal(3, 0))], lr=0.1)
+    state = optim.AdamW([w, b], lr=0.1).state_dict()
+    state["m.0"] = arr(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"^optimizer state m\.0 has shape \(2, 2\), expected \(3, 4\)$"):
+        optim.AdamW([w, b], lr=0.1).load_state_dict(state)
+
+
+def test_defaults_sgd_without_momentum_and_adamw_decay_of_one_hundredth():
+    """SGD's default μ = 0 is plain gradient descent; AdamW's defaults (β = (0.9, 0.999), ε = 1e-8,
+    weight decay 0.01): at t = 1, m̂ = g and √v̂ = |g|, so θ' = θ·(1 − lr·0.01) − lr·g/(|g| + ε) on a matrix."""
+    w, b = params_with_grads(3)
+    w0, g = backend.to_numpy(w.data).copy(), backend.to_numpy(w.grad).copy()
+    sgd = optim.SGD([w, b], lr=0.1)
+    sgd.step()
+    sgd.step()  # same gradient twice, no velocity carried over
+    np.testing.assert_allclose(backend.to_numpy(w.data), w0 - 2 * 0.1 * g, rtol=1e-12)
+    w, b = params_with_grads(3)
+    optim.AdamW([w, b], lr=0.1).step()
+    np.testing.assert_allclose(backend.to_numpy(w.data), w0 * (1 - 0.1 * 0.01) - 0.1 * g / (np.abs(g) + 1e-8),
+                               rtol=1e-10)
+
+
+@pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=0.1, momentum=0.9), lambda p: optim.AdamW(p, lr=0.1)])
+def test_state_dict_is_a_snapshot_on_the_device(make):
+    """Later steps do not change a state taken before them (a checkpoint keeps what it saved), and every
+    array lives on the backend's device; loading it into a fresh optimizer resumes the same run."""
+    w, b = params_with_grads(4)
+    opt = make([w, b])
+    opt.step()
+    state = opt.state_dict()
+    saved = {key: backend.to_numpy(value).copy() for key, value in state.items()}
+    assert all(on_the_device(value) for value in state.values())
+    opt.step()
+    for key, value in state.items():
+        np.testing.assert_array_equal(backend.to_numpy(value), saved[key], err_msg=key)
+    w2, b2 = params_with_grads(4)
+    w2.data, b2.data = arr(backend.to_numpy(w.data)), arr(backend.to_numpy(b.data))
+    resumed, uninterrupted = make([w2, b2]), opt
+    resumed.load_state_dict(opt.state_dict())
+    resumed.step()
+    uninterrupted.step()
+    np.testing.assert_array_equal(backend.to_numpy(w2.data), backend.to_numpy(w.data))
+
+
+def test_clip_grad_norm_of_tiny_gradients_one_parameter_and_none():
+    """min(1, c/(‖g‖ + 10⁻⁶)) exactly, also where the 10⁻⁶ matters; one parameter; no gradient at all: norm 0."""
+    w, _ = params_with_grads(5)
+    w.grad = arr(backend.to_numpy(w.grad) * 1e-4 / np.linalg.norm(backend.to_numpy(w.grad)))  # ‖g‖ = 10⁻⁴
+    before = backend.to_numpy(w.grad).copy()
+    norm = optim.clip_grad_norm([w], 1e-5)
+    assert float(norm) == pytest.approx(1e-4, rel=1e-12)
+    np.testing.assert_allclose(backend.to_numpy(w.grad), before * 1e-5 / (1e-4 + 1e-6), rtol=1e-12)
+    untouched = tensor(normal(3, 0), grad=True)
+    zero = optim.clip_grad_norm([untouched], 1.0)
+    assert zero.shape == () and float(zero) == 0.0 and untouched.grad is None
+    assert on_the_device(zero)
 
 
 @pytest.mark.parametrize("kind", ["constant", "linear", "cosine", "step"])

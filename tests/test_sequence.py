@@ -12,7 +12,7 @@ from minikd.tools.cli import main
 from minikd.recipes.distill import DistillConfig, Distiller
 from minikd.recipes.teacher import teacher_logits
 from minikd.nn.model import TransformerLM, preset
-from minikd.recipes.sequence import ON_POLICY_STREAM, OnPolicyDistiller, teacher_completions
+from minikd.recipes.sequence import ON_POLICY_STREAM, OnPolicyDistiller, complete, teacher_completions
 from minikd.recipes.train import TrainConfig, cross_entropy_loss, train
 
 
@@ -125,3 +125,59 @@ def test_prompt_tasks_only():
 def test_with_train_examples_checks_the_width(task):
     with pytest.raises(ValueError, match="examples must have shape"):
         task.with_train_examples(task.examples["train"][:, 1:])
+
+
+def test_complete_is_greedy_by_default_and_samples_each_chunk_with_its_own_key(task, teacher):
+    """complete() defaults to greedy decoding and seed 0; chunk k of the prompts samples with keys (k,),
+    so identical prompts in different chunks get their own draws."""
+    prompts = task.examples["train"][:6, : task.prompt_length]
+    n = task.digits + 1
+    greedy = backend.to_numpy(teacher.generate(backend.from_numpy(prompts), n, temperature=0))
+    np.testing.assert_array_equal(complete(teacher, prompts, n), greedy)
+    np.testing.assert_array_equal(complete(teacher, prompts, n, temperature=1.0),
+                                  complete(teacher, prompts, n, temperature=1.0, seed=0))
+    same = np.repeat(prompts[:1], 6, axis=0)
+    chunked = complete(teacher, same, n, temperature=5.0, seed=2, batch_size=2)
+    for k in range(3):
+        expected = teacher.generate(backend.from_numpy(same[2 * k: 2 * k + 2]), n, temperature=5.0, seed=2, keys=(k,))
+        np.testing.assert_array_equal(chunked[2 * k: 2 * k + 2], backend.to_numpy(expected))
+    assert len({tuple(row) for row in chunked}) > 1
+
+
+def test_teacher_completions_sample_at_the_given_temperature_and_default_seed(task, teacher):
+    prompts = task.examples["train"][:, : task.prompt_length]
+    sampled = teacher_completions(teacher, task, temperature=1.0).examples["train"]
+    np.testing.assert_array_equal(sampled, complete(teacher, prompts, task.digits + 1, temperature=1.0, seed=0))
+    assert (sampled != teacher_completions(teacher, task).examples["train"]).any()
+
+
+def test_on_policy_defaults_off_policy_step_description_and_errors(task, teacher):
+    """Defaults T = 1 and sampling temperature as given (0: greedy); the off-policy loss receives the
+    step; describe(step) reports whether the step is on-policy; p outside [0, 1] and non-prompt
+    tasks are refused with the workflow's name."""
+    distiller = OnPolicyDistiller(teacher, task, 1.0, cross_entropy_loss, temperature=0.0)
+    model = student(task)
+    x, y = task.batch("train", 8, seed=0, step=0)
+    greedy = model.generate(x[:, : task.prompt_length], task.digits + 1, temperature=0.0)
+    xs, ys = task.pairs(greedy)
+    expected = F.kl_div(model(xs), teacher_logits(teacher, xs), T=1.0, mask=ys != data.IGNORE_INDEX).item()
+    assert distiller(model, x, y, 3).item() == pytest.approx(expected, rel=1e-6)
+    steps = []
+
+    def recorded_off_policy(model, x, y, step):
+        steps.append(step)
+        return cross_entropy_loss(model, x, y, step)
+
+    OnPolicyDistiller(teacher, task, 0.0, recorded_off_policy)(model, x, y, 7)
+    assert steps == [7]
+    half = OnPolicyDistiller(teacher, task, 0.5, cross_entropy_loss, seed=1)
+    assert [half.describe(step) for step in range(20)] == [{"on_policy": half.on_policy(step)} for step in range(20)]
+    assert {half.on_policy(step) for step in range(20)} == {True, False}
+    with pytest.raises(ValueError, match=r"^on-policy probability p must be in \[0, 1\], got 1\.5$"):
+        OnPolicyDistiller(teacher, task, 1.5, cross_entropy_loss)
+    grammar = data.GrammarTask(block_size=8, train_tokens=2_000, val_tokens=1_000)
+    for make, what in ((lambda: teacher_completions(teacher, grammar), "sequence-level distillation"),
+                       (lambda: OnPolicyDistiller(teacher, grammar, 0.5, cross_entropy_loss), "on-policy distillation")):
+        with pytest.raises(ValueError, match=rf"^{what} needs a task of prompts and completions \(addition\), "
+                                             rf"got task 'grammar'$"):
+            make()

@@ -65,3 +65,14 @@ def test_temperature_flattens_a_teacher_distribution():
     x = tensor([4.0, 2.0, 0.0, -1.0])
     entropy = [-(p * np.log(p)).sum() for p in (values(F.softmax(x, T=T)) for T in (0.5, 1, 2, 4))]
     assert all(a < b for a, b in zip(entropy, entropy[1:]))
+
+
+def test_softmax_along_another_axis_and_the_ops_defaults():
+    """``axis`` picks the axis that sums to one; the ops' own defaults are T = 1 on the last axis."""
+    x = normal((3, 4), 0)
+    expected0 = np.exp(x) / np.exp(x).sum(axis=0, keepdims=True)
+    np.testing.assert_allclose(values(F.softmax(tensor(x), axis=0)), expected0, rtol=1e-12)
+    np.testing.assert_allclose(values(F.log_softmax(tensor(x), axis=0)), np.log(expected0), rtol=1e-12)
+    expected = np.exp(x) / np.exp(x).sum(axis=-1, keepdims=True)
+    np.testing.assert_allclose(values(F.Softmax.apply(tensor(x))), expected, rtol=1e-12)
+    np.testing.assert_allclose(values(F.LogSoftmax.apply(tensor(x))), np.log(expected), rtol=1e-12)

@@ -425,6 +425,15 @@ def map_blocks(fn, blocks):
     return list(_state["pool"].map(fn, blocks))
 
 
+def _forget_pool():
+    """In a forked child: the parent's pool threads do not exist there, so its pool would wait forever."""
+    _state["pool"] = None
+
+
+if hasattr(os, "register_at_fork"):  # POSIX: multiprocessing's "fork" start method, mutmut's workers
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def reuse_freed_memory(mmap_threshold=32 << 20, trim_threshold=512 << 20):
     """Ask glibc's malloc to keep freed array buffers for reuse instead of handing them back to the OS.
 
