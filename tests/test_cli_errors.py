@@ -285,12 +285,13 @@ def test_weak_to_strong_resumes_the_runs_it_had_not_finished(tmp_path, monkeypat
 def test_sigint_is_one_line_keeps_the_checkpoint_and_exits_130(text_file, tmp_path):
     out = tmp_path / "run"
     child = subprocess.Popen([sys.executable, "-m", "minikd", "train", "--task", "text", "--data", text_file,
-                              "--preset", "tiny", "--steps", "400", "--eval-every", "4", "--batch-size", "4",
+                              "--preset", "tiny", "--steps", "1000000", "--eval-every", "4", "--batch-size", "4",
                               "--quiet", "--out", str(out)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                             text=True)
+                             text=True)  # far more steps than it can finish: it is still training when interrupted
     deadline = time.monotonic() + 120
     while not (out / "checkpoint.npz").exists() and time.monotonic() < deadline and child.poll() is None:
         time.sleep(0.01)
+    assert child.poll() is None, "the run ended before it could be interrupted"
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=120)
     assert child.returncode == 130
