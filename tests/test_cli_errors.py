@@ -282,12 +282,19 @@ def test_weak_to_strong_resumes_the_runs_it_had_not_finished(tmp_path, monkeypat
     assert all(records(tmp_path / "killed" / name) == records(tmp_path / "whole" / name) for name in whole["final"])
 
 
+def default_sigint():
+    """In the child before exec: SIGINT back to its default. A process started with SIGINT ignored (as
+    pytest-xdist's workers are, and background jobs of a shell) passes that on, and Python then
+    installs no KeyboardInterrupt handler: the run would never see the signal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_sigint_is_one_line_keeps_the_checkpoint_and_exits_130(text_file, tmp_path):
     out = tmp_path / "run"
     child = subprocess.Popen([sys.executable, "-m", "minikd", "train", "--task", "text", "--data", text_file,
                               "--preset", "tiny", "--steps", "1000000", "--eval-every", "4", "--batch-size", "4",
                               "--quiet", "--out", str(out)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                             text=True)  # far more steps than it can finish: it is still training when interrupted
+                             text=True, preexec_fn=default_sigint)  # more steps than it can finish
     deadline = time.monotonic() + 120
     while not (out / "checkpoint.npz").exists() and time.monotonic() < deadline and child.poll() is None:
         time.sleep(0.01)
