@@ -295,12 +295,15 @@ def test_sigint_is_one_line_keeps_the_checkpoint_and_exits_130(text_file, tmp_pa
                               "--preset", "tiny", "--steps", "1000000", "--eval-every", "4", "--batch-size", "4",
                               "--quiet", "--out", str(out)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                              text=True, preexec_fn=default_sigint)  # more steps than it can finish
-    deadline = time.monotonic() + 120
-    while not (out / "checkpoint.npz").exists() and time.monotonic() < deadline and child.poll() is None:
-        time.sleep(0.01)
-    assert child.poll() is None, "the run ended before it could be interrupted"
-    child.send_signal(signal.SIGINT)
-    _, err = child.communicate(timeout=120)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoint.npz").exists() and time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.01)
+        assert child.poll() is None, "the run ended before it could be interrupted"
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=120)
+    finally:
+        child.kill()  # never left running, whatever failed (a no-op once it has exited)
     assert child.returncode == 130
     assert err.strip().splitlines() == [f"minikd train: interrupted; {out} keeps its last checkpoint and finished "
                                         f"results: continue with --resume"]
