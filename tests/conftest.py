@@ -57,8 +57,8 @@ SLOWEST_FIRST = ("check_mode", "as_a_notebook", "fast_mode")  # the tutorials' r
 
 
 def pytest_collection_modifyitems(config, items):
-    """The tutorials' runs first, the longest kind first: pytest-xdist (``-n auto``) deals its first tests
-    to the workers in turn, so the long runs spread over them and they finish together.
+    """The tutorials' runs first, the longest kind first, so that pytest-xdist's workers (``-n auto``)
+    finish together rather than one waiting for the last long run.
 
     ``MINIKD_TESTS="tests/test_optim.py tests/test_train.py::test_x"`` keeps only those tests: the small
     selection a mutation run of one module needs (see README, Tests). Unset, every test runs."""
