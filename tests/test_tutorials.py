@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minikd.tools import plots
+from minikd.tools import plots, tutorial
 from minikd.tools.cli import main
 from minikd.tools.figures import TUTORIALS, tutorial_paths
 
@@ -138,6 +138,17 @@ def test_figures_command_runs_one_tutorial(tmp_path, capsys):
     assert_png(tmp_path / "f" / "01_temperature.png")
     assert main(["figures", "--only", "99", "--out", str(tmp_path / "g")]) == 2
     assert "no tutorial" in capsys.readouterr().err
+
+
+def test_mean_sd_plot_draws_the_mean_over_seeds_with_one_sample_sd_as_error_bars():
+    runs = {"a": [[1.0, 2.0, 6.0], [4.0]], "b": [[0.0, 0.0], [1.0, 3.0]]}
+    ax = tutorial.mean_sd_plot([1, 2], runs, "t", "x", "y", logy=True).axes[0]
+    assert ax.get_yscale() == "log"  # options reach line_plot
+    for container, (mean, sd) in zip(ax.containers, [((3.0, 4.0), (np.sqrt(7.0), 0.0)), ((0.0, 2.0), (0.0, np.sqrt(2.0)))]):
+        line, _, (bars,) = container
+        np.testing.assert_allclose(np.asarray(line.get_ydata(), dtype=float), mean)
+        half_heights = [(segment[1, 1] - segment[0, 1]) / 2 for segment in bars.get_segments()]
+        np.testing.assert_allclose(half_heights, sd)
 
 
 def test_plotting_functions_on_small_inputs(tmp_path):

@@ -17,7 +17,7 @@
 # grammar lets us compute exactly, and report mean ± standard deviation over the seeds.
 
 # %%
-from minikd.tools import plots, tutorial
+from minikd.tools import tutorial
 from minikd.recipes.distill import DistillConfig
 from minikd.recipes.launch import sweep
 from minikd.recipes.train import TrainConfig
@@ -63,18 +63,14 @@ for T in temperatures:
 
 # %%
 mean = lambda values: tutorial.mean_spread(values)[0]  # noqa: E731
-spread = lambda values: tutorial.mean_spread(values)[1]  # noqa: E731
-fig = plots.line_plot(lams, {"KL(true ‖ student)": [mean(kl_by_lam[lam]) for lam in lams],
-                             "KL(teacher ‖ student)": [mean(kl_to_teacher[lam]) for lam in lams]},
-                      f"Students at T = 2 (mean of {len(seeds)} seeds)", "λ (weight of the teacher)",
-                      "KL (nats/token, log scale)", logy=True,
-                      errors={"KL(true ‖ student)": [spread(kl_by_lam[lam]) for lam in lams],
-                              "KL(teacher ‖ student)": [spread(kl_to_teacher[lam]) for lam in lams]})
+fig = tutorial.mean_sd_plot(lams, {"KL(true ‖ student)": [kl_by_lam[lam] for lam in lams],
+                                   "KL(teacher ‖ student)": [kl_to_teacher[lam] for lam in lams]},
+                            f"Students at T = 2 (mean of {len(seeds)} seeds)", "λ (weight of the teacher)",
+                            "KL (nats/token, log scale)", logy=True)
 print(tutorial.save_figure(fig, "05_lambda_sweep.png"))
-fig = plots.line_plot(temperatures, {"KL(true ‖ student)": [mean(kl_by_T[T]) for T in temperatures]},
-                      f"Students at λ = 0.5 against temperature (mean of {len(seeds)} seeds)", "temperature T",
-                      "KL (nats/token, log scale)", logx=True, logy=True,
-                      errors={"KL(true ‖ student)": [spread(kl_by_T[T]) for T in temperatures]})
+fig = tutorial.mean_sd_plot(temperatures, {"KL(true ‖ student)": [kl_by_T[T] for T in temperatures]},
+                            f"Students at λ = 0.5 against temperature (mean of {len(seeds)} seeds)", "temperature T",
+                            "KL (nats/token, log scale)", logx=True, logy=True)
 fig.axes[0].minorticks_off()
 fig.axes[0].set_xticks(temperatures, [f"{T:g}" for T in temperatures])
 print(tutorial.save_figure(fig, "05_temperature_sweep.png"))

@@ -148,13 +148,10 @@ biased = {lam: [kl_to_truth(DistillConfig(lam=lam, T=2.0, teacher_bias=bias), se
 for lam in noise_lams:
     print(f"λ = {lam}: KL to the truth with noisy labels {tutorial.describe(noisy[lam])}; "
           f"with the biased teacher {tutorial.describe(biased[lam])}")
-spread = lambda values: tutorial.mean_spread(values)[1]  # noqa: E731
-fig = plots.line_plot(noise_lams, {"50 % noisy labels, good teacher": [mean(noisy[lam]) for lam in noise_lams],
-                                   "clean labels, biased teacher": [mean(biased[lam]) for lam in noise_lams]},
-                      f"What each problem asks of λ (mean ± sd of {len(seeds)} seeds)", "λ (weight of the teacher)",
-                      "KL(true ‖ student) (nats/token, log scale)", logy=True,
-                      errors={"50 % noisy labels, good teacher": [spread(noisy[lam]) for lam in noise_lams],
-                              "clean labels, biased teacher": [spread(biased[lam]) for lam in noise_lams]})
+fig = tutorial.mean_sd_plot(noise_lams, {"50 % noisy labels, good teacher": [noisy[lam] for lam in noise_lams],
+                                         "clean labels, biased teacher": [biased[lam] for lam in noise_lams]},
+                            f"What each problem asks of λ (mean ± sd of {len(seeds)} seeds)",
+                            "λ (weight of the teacher)", "KL(true ‖ student) (nats/token, log scale)", logy=True)
 print(tutorial.save_figure(fig, "06_noise_and_bias.png"))
 if tutorial.CLAIMS:  # each over the seeds, with a margin beyond the spreads
     assert tutorial.clearly_below(noisy[1.0], noisy[0.0])  # noisy labels: the teacher is the better guide

@@ -23,7 +23,7 @@ from minikd import backend, gradcheck
 from minikd.tasks import data
 from minikd.tools import plots, tutorial
 from minikd.engine.autograd import Tensor
-from minikd.recipes.distill import DistillConfig, Distiller
+from minikd.recipes.distill import DistillConfig
 from minikd.recipes.hidden import HiddenDistiller, mse
 from minikd.nn.model import TransformerLM, preset
 from minikd.recipes.sequence import OnPolicyDistiller, complete, teacher_completions
@@ -128,13 +128,11 @@ for name in settings:
     print(f"{name:40s} exact match at step {evaluated[-1]}: {tutorial.describe(final[name], '{:.1%}')}; "
           f"repeats the teacher's errors: {tutorial.describe(repeats[name], '{:.2f}')}")
 mean = lambda values: tutorial.mean_spread(values)[0]  # noqa: E731
-spread = lambda values: tutorial.mean_spread(values)[1]  # noqa: E731
 at_steps = {name: [[run[k][1] for run in by_seed] for k in range(len(evaluated))] for name, by_seed in curves.items()}
-fig = plots.line_plot(evaluated, {name: [mean(v) for v in values] for name, values in at_steps.items()},
-                      f"Sequence-level KD on two-digit addition (mean ± sd of {len(student_seeds)} seeds)",
-                      "training step", "exact match (validation, fraction)",
-                      errors={name: [spread(v) for v in values] for name, values in at_steps.items()},
-                      reference=[(add_history[-1]["accuracy"], "the teacher")])
+fig = tutorial.mean_sd_plot(evaluated, at_steps,
+                            f"Sequence-level KD on two-digit addition (mean ± sd of {len(student_seeds)} seeds)",
+                            "training step", "exact match (validation, fraction)",
+                            reference=[(add_history[-1]["accuracy"], "the teacher")])
 print(tutorial.save_figure(fig, "08_sequence_level.png"))
 if tutorial.CLAIMS:  # the reading below, over the seeds
     true, completions, random = (repeats[name] for name in settings)

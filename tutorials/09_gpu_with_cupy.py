@@ -17,7 +17,7 @@
 # `minikd --backend cupy ...`; install CuPy with `pip install -e ".[cuda12]"` (or `.[cuda13]`).
 
 # %%
-from minikd import Tensor, backend
+from minikd import backend
 from minikd import functional as F
 from minikd.tools import bench, plots, tutorial
 from minikd.nn.model import TransformerLM, preset

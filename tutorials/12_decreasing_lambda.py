@@ -17,7 +17,7 @@
 
 # %%
 from minikd.tasks import data
-from minikd.tools import plots, tutorial
+from minikd.tools import tutorial
 from minikd.recipes.distill import DistillConfig, Distiller
 from minikd.nn.model import TransformerLM, preset
 from minikd.recipes.train import TrainConfig, train
@@ -49,13 +49,11 @@ for name, values in final.items():
     print(f"{name:20s} KL to the truth {tutorial.describe(values)}")
 
 mean = lambda values: tutorial.mean_spread(values)[0]  # noqa: E731
-spread = lambda values: tutorial.mean_spread(values)[1]  # noqa: E731
 evaluated = [r["step"] for r in cosine]
 by_step = {name: [[h[k]["kl_to_true"] for h in runs] for k in range(len(evaluated))] for name, runs in histories.items()}
-fig = plots.line_plot(evaluated, {name: [mean(v) for v in values] for name, values in by_step.items()},
-                      f"Biased teacher: constant and decreasing λ (mean ± sd of {len(seeds)} seeds)", "training step",
-                      "KL(true ‖ student) (nats/token, log scale)", logy=True,
-                      errors={name: [spread(v) for v in values] for name, values in by_step.items()})
+fig = tutorial.mean_sd_plot(evaluated, by_step,
+                            f"Biased teacher: constant and decreasing λ (mean ± sd of {len(seeds)} seeds)",
+                            "training step", "KL(true ‖ student) (nats/token, log scale)", logy=True)
 print(tutorial.save_figure(fig, "12_lambda_schedule.png"))
 if tutorial.CLAIMS:  # over the seeds, with a margin beyond the spreads
     assert tutorial.clearly_below(final["cosine λ 0.9 → 0.1"], final["constant λ = 0.5"])

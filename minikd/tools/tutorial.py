@@ -72,6 +72,14 @@ def clearly_below(low, high):
     return mean_high - mean_low > spread_low + spread_high
 
 
+def mean_sd_plot(x, runs, title, xlabel, ylabel, **options):
+    """``plots.line_plot`` of per-seed results: ``runs`` = {label: one list of per-seed values per x};
+    each line is the mean over the seeds, its error bars one spread (``mean_spread``)."""
+    stats = {label: [mean_spread(values) for values in per_x] for label, per_x in runs.items()}
+    return plots.line_plot(x, {label: [m for m, _ in s] for label, s in stats.items()}, title, xlabel, ylabel,
+                           errors={label: [sd for _, sd in s] for label, s in stats.items()}, **options)
+
+
 def in_kernel():
     """Whether this runs inside a Jupyter kernel (a notebook), not as a script."""
     shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
