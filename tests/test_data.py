@@ -1,5 +1,7 @@
 """The built-in tasks: the grammar's exact distribution, addition's format, text files, batches."""
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -95,10 +97,186 @@ def test_addition_examples_are_correct_and_only_answers_are_scored():
 
 
 def test_addition_errors():
-    with pytest.raises(ValueError, match="digits"):
-        data.AdditionTask(digits=0)
-    with pytest.raises(ValueError, match="exceeds"):
+    for digits in (0, 7):
+        with pytest.raises(ValueError, match=rf"digits must be an integer in 1\.\.6, got {digits}"):
+            data.AdditionTask(digits=digits)
+    for digits in (True, 3.0, "3"):
+        with pytest.raises(TypeError, match="digits must be an integer"):
+            data.AdditionTask(digits=digits)
+    assert data.AdditionTask(digits=6, train_examples=10, val_examples=5).examples["train"].shape == (10, 6 + 6 + 2 + 7)
+    with pytest.raises(ValueError, match=r"train_examples \+ val_examples = 110 exceeds the 100 distinct problems with 1"):
         data.AdditionTask(digits=1, train_examples=90, val_examples=20)
+
+
+def test_the_documented_default_sizes():
+    """The sizes the CLI and the tutorials rely on: grammar 200,000 + 20,000 tokens in streams of 1000,
+    windows of 32; addition 3 digits, 20,000 + 1,000 problems; text windows of 64, the last 10 % held out."""
+    grammar_task = data.GrammarTask()
+    assert grammar_task.block_size == 32
+    assert grammar_task.splits["train"].shape == (200, 1000) and grammar_task.splits["val"].shape == (20, 1000)
+    np.testing.assert_array_equal(grammar_task.splits["val"], data.GrammarTask(seed=0).splits["val"])
+    addition = data.AdditionTask()
+    assert (addition.digits, len(addition.examples["train"]), len(addition.examples["val"])) == (3, 20_000, 1_000)
+    np.testing.assert_array_equal(addition.examples["val"], data.AdditionTask(seed=0).examples["val"])
+
+
+def test_default_text_task_windows_and_held_out_tenth(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("abcdefghij" * 100, encoding="utf-8")  # 1000 characters
+    task = data.text_task(str(path))
+    assert task.block_size == 64 and task.splits["val"].shape == (1, 100) and task.splits["train"].shape == (1, 900)
+
+
+@pytest.mark.parametrize("name", data.TASKS)
+def test_load_task_builds_the_task_it_names_with_its_seed_and_sizes(tmp_path, name):
+    path = tmp_path / "t.txt"
+    path.write_text("the quick brown fox jumps over the lazy dog\n" * 10, encoding="utf-8")
+    sizes = {"grammar": {"block_size": 8, "train_tokens": 1500, "val_tokens": 700},
+             "addition": {"digits": 1, "train_examples": 40, "val_examples": 9},
+             "text": {"block_size": 5}}[name]
+    task = data.load_task(name, seed=5, data=str(path), **sizes)
+    assert task.name == name
+    if name == "grammar":
+        assert task.block_size == 8 and task.splits["train"].shape[0] == 2 and task.splits["val"].shape[0] == 1
+        np.testing.assert_array_equal(task.splits["train"], data.GrammarTask(seed=5, **sizes).splits["train"])
+        assert not np.array_equal(task.splits["train"], data.load_task(name, seed=6, **sizes).splits["train"])
+        np.testing.assert_array_equal(data.load_task(name, **sizes).splits["train"], data.GrammarTask(**sizes).splits["train"])
+    elif name == "addition":
+        assert task.digits == 1 and len(task.examples["train"]) == 40 and len(task.examples["val"]) == 9
+        np.testing.assert_array_equal(task.examples["train"], data.AdditionTask(seed=5, **sizes).examples["train"])
+        assert not np.array_equal(task.examples["train"], data.load_task(name, seed=6, **sizes).examples["train"])
+        np.testing.assert_array_equal(data.load_task(name, **sizes).examples["train"], data.AdditionTask(**sizes).examples["train"])
+    else:
+        assert task.block_size == 5
+
+
+def test_grammar_streams_hold_the_tokens_asked_for_in_rows_of_stream_length():
+    """ceil(tokens / stream_length) rows (at least one); a row is never shorter than one window + 1."""
+    task = data.GrammarTask(block_size=8, train_tokens=2500, val_tokens=999, stream_length=1000, seed=0)
+    assert task.splits["train"].shape == (3, 1000) and task.splits["val"].shape == (1, 1000)
+    assert data.GrammarTask(block_size=8, train_tokens=3000, val_tokens=1, seed=0).splits["train"].shape == (3, 1000)
+    short = data.GrammarTask(block_size=8, train_tokens=50, val_tokens=50, stream_length=5, seed=0)
+    assert short.splits["train"].shape == (5, 10)  # rows of block_size + 2 = 10 tokens
+    assert short.grammar is not None
+    x, _ = short.batch("train", 2, seed=0, step=0)
+    np.testing.assert_array_equal(short.true_probs(x), grammar.true_next_token_probs(G, backend.to_numpy(x)))
+
+
+def window_tasks(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("the quick brown fox jumps over the lazy dog\n" * 10, encoding="utf-8")
+    return [data.GrammarTask(block_size=8, train_tokens=3000, val_tokens=1000, stream_length=100, seed=2),
+            data.text_task(str(path), block_size=7)]
+
+
+def test_window_starts_are_every_place_a_whole_window_fits(tmp_path):
+    """Each listed start has block_size + 1 tokens after it in its row; the text task lists every such place,
+    the grammar task every sentence start (``.``) among them."""
+    grammar_task, text = window_tasks(tmp_path)
+    for task in (grammar_task, text):
+        for split, tokens in task.splits.items():
+            rows, cols = task.starts[split]
+            assert len(rows) == len(cols) == task.num_windows(split) > 0
+            assert (cols + task.block_size + 1 <= tokens.shape[1]).all()
+    for split, tokens in text.splits.items():
+        np.testing.assert_array_equal(text.starts[split][1], np.arange(tokens.shape[1] - text.block_size))
+    for split, tokens in grammar_task.splits.items():
+        fits = tokens[:, : tokens.shape[1] - grammar_task.block_size] == G.words.index(".")
+        assert len(grammar_task.starts[split][0]) == fits.sum()
+
+
+def test_window_batches_draw_every_window_and_depend_on_seed_and_step(tmp_path):
+    for task in window_tasks(tmp_path):
+        n = task.num_windows("train")
+        x, _ = task.batch("train", 40 * n, seed=0, step=0)
+        rows, cols = task.starts["train"]
+        windows = {tuple(task.splits["train"][r, c: c + task.block_size]) for r, c in zip(rows, cols)}
+        assert {tuple(row) for row in backend.to_numpy(x)} == windows  # P(a window never drawn) < n·e^-40
+        one = backend.to_numpy(task.batch("train", 8, seed=0, step=1)[0])
+        assert not np.array_equal(one, backend.to_numpy(task.batch("train", 8, seed=1, step=1)[0]))
+        assert not np.array_equal(one, backend.to_numpy(task.batch("train", 8, seed=0, step=2)[0]))
+
+
+def test_window_eval_set_spreads_n_windows_from_the_first_to_the_last(tmp_path):
+    text = window_tasks(tmp_path)[1]
+    count = text.num_windows("val")
+    tokens = text.splits["val"][0]
+    for n, picks in ((3, [0, round((count - 1) / 2), count - 1]), (count + 5, list(range(count)))):
+        x, y = (backend.to_numpy(a) for a in text.eval_set("val", n))
+        np.testing.assert_array_equal(x, [tokens[c: c + 7] for c in picks])
+        np.testing.assert_array_equal(y, [tokens[c + 1: c + 8] for c in picks])
+
+
+def test_addition_pairs_shift_by_one_and_are_copies():
+    task = data.AdditionTask(digits=2, train_examples=30, val_examples=5, seed=0)
+    examples = task.examples["train"].copy()
+    x, y = task.pairs(task.examples["train"])
+    assert x.shape == y.shape == (30, task.block_size)
+    scored = backend.to_numpy(y) != data.IGNORE_INDEX
+    np.testing.assert_array_equal(backend.to_numpy(y)[scored], examples[:, 1:][scored])
+    np.testing.assert_array_equal(backend.to_numpy(x), examples[:, :-1])
+    x[...] = 0
+    y[...] = 0
+    np.testing.assert_array_equal(task.examples["train"], examples)  # writing into a batch leaves the task alone
+    device_x, _ = task.pairs(backend.from_numpy(examples))  # device arrays are accepted too
+    np.testing.assert_array_equal(backend.to_numpy(device_x), examples[:, :-1])
+
+
+def test_addition_batches_draw_every_problem_and_depend_on_seed_and_step():
+    task = data.AdditionTask(digits=1, train_examples=20, val_examples=5, seed=0)
+    x, _ = task.batch("train", 800, seed=0, step=0)
+    assert len({tuple(row) for row in backend.to_numpy(x)}) == 20  # P(a problem never drawn) < 20·e^-40
+    one = backend.to_numpy(task.batch("train", 8, seed=0, step=1)[0])
+    assert not np.array_equal(one, backend.to_numpy(task.batch("train", 8, seed=1, step=1)[0]))
+    assert not np.array_equal(one, backend.to_numpy(task.batch("train", 8, seed=0, step=2)[0]))
+    x, y = task.eval_set("val", 3)
+    np.testing.assert_array_equal(backend.to_numpy(x), task.examples["val"][:3, :-1])
+
+
+def test_addition_vocabulary_is_the_digits_plus_and_equals():
+    task = data.AdditionTask(digits=1, train_examples=5, val_examples=5)
+    assert task.tokenizer.symbols == tuple("0123456789+=") and task.tokenizer.vocab_size == 12
+
+
+class FixedAnswers:
+    """A stand-in model whose greedy completion of prompt i is ``answers[i]``."""
+
+    def __init__(self, task, answers):
+        self.task, self.answers = task, answers
+
+    def generate(self, prompts, max_new_tokens, temperature):
+        assert temperature == 0 and max_new_tokens == self.task.digits + 1  # greedy, the whole answer
+        rows = backend.to_numpy(prompts)
+        return backend.from_numpy(np.concatenate([rows, self.answers[: len(rows)]], axis=1))
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_accuracy_is_the_exact_match_rate_of_greedy_answers(split):
+    task = data.AdditionTask(digits=2, train_examples=20, val_examples=10, seed=0)
+    prompts, answers = (backend.to_numpy(a) for a in task.prompts_and_answers(split, 8))
+    np.testing.assert_array_equal(np.concatenate([prompts, answers], axis=1), task.examples[split][:8])
+    wrong = task.examples[split][:, task.prompt_length:].copy()
+    wrong[1, 0] = (wrong[1, 0] + 1) % 10  # one digit wrong: the whole answer is wrong
+    wrong[2, :] = (wrong[2, :] + 1) % 10
+    wrong[6, -1] = (wrong[6, -1] + 3) % 10
+    assert task.accuracy(FixedAnswers(task, wrong), split, n=8) == 5 / 8
+    assert task.accuracy(FixedAnswers(task, wrong), split, n=2) == 1 / 2
+    assert task.accuracy(FixedAnswers(task, task.examples[split][:, task.prompt_length:]), split) == 1.0
+
+
+def test_with_train_examples_replaces_training_only_and_checks_the_shape():
+    task = data.AdditionTask(digits=1, train_examples=20, val_examples=5, seed=0)
+    before = {k: v.copy() for k, v in task.examples.items()}
+    new = task.examples["train"][:7][:, ::-1].copy()
+    relabelled = task.with_train_examples(new)
+    assert relabelled.examples["train"] is new and relabelled.examples["val"] is task.examples["val"]
+    assert relabelled.digits == task.digits and relabelled.prompt_length == task.prompt_length
+    for split in before:
+        np.testing.assert_array_equal(task.examples[split], before[split])  # the original task is unchanged
+    width = task.examples["train"].shape[1]
+    for bad in (new[:, :-1], new[0], new[:0]):
+        with pytest.raises(ValueError, match=re.escape(f"examples must have shape (n >= 1, {width}), got {bad.shape}")):
+            task.with_train_examples(bad)
 
 
 def test_text_task(tmp_path):
@@ -116,6 +294,7 @@ def test_text_task(tmp_path):
     (b"\xff\xfe\x00\x01binary", "not UTF-8 text"),
     (b"abc\x00def" * 30, "NUL bytes"),
     (b"short", "too short"),
+    (b"abcdefg" + b"z" * 81, "its val split has 8 characters, a window needs block_size \\+ 1 = 9"),
 ])
 def test_text_task_errors(tmp_path, content, message):
     path = tmp_path / "data.txt"
@@ -125,8 +304,22 @@ def test_text_task_errors(tmp_path, content, message):
         data.load_task("text", data=str(path), block_size=8)
 
 
+def test_text_task_windows_fit_exactly_at_block_size_plus_one(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("abcdefghi" * 10, encoding="utf-8")  # 90 characters: 81 train, 9 validation
+    task = data.text_task(str(path), block_size=8)
+    assert task.num_windows("val") == 1 and task.num_windows("train") == 81 - 8
+
+
+def test_tokenizer_names_at_most_ten_unknown_symbols_sorted():
+    tokenizer = data.Tokenizer("ab")
+    with pytest.raises(ValueError, match=r"outside the vocabulary: \['c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l'\]$"):
+        tokenizer.encode("lkjihgfedcab")
+    assert tokenizer.decode(np.array([[0, 1], [1, 0]])) == "abba"  # any shape, read row by row
+
+
 def test_task_name_errors():
-    with pytest.raises(ValueError, match="needs a data file"):
+    with pytest.raises(ValueError, match="^task 'text' needs a data file: pass --data FILE$"):
         data.load_task("text")
     with pytest.raises(ValueError, match="task must be"):
         data.load_task("poetry")

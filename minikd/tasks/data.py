@@ -8,7 +8,7 @@ Data lives on the host (NumPy) and each batch is moved to the active backend.
 import copy
 import os
 
-from minikd.engine import backend
+from minikd.engine import backend, validate
 from minikd.tasks import grammar
 
 IGNORE_INDEX = -100
@@ -102,7 +102,7 @@ class AdditionTask:
 
     def __init__(self, digits=3, train_examples=20_000, val_examples=1_000, seed=0):
         np = backend.host_xp()
-        if not isinstance(digits, int) or isinstance(digits, bool) or not 1 <= digits <= 6:
+        if not 1 <= validate.check_integer("digits", digits) <= 6:
             raise ValueError(f"digits must be an integer in 1..6, got {digits!r}")
         n_problems = 10 ** (2 * digits)
         if train_examples + val_examples > n_problems:
@@ -126,7 +126,7 @@ class AdditionTask:
     def pairs(self, examples):
         """(x, y) of whole sequences (n, prompt + answer) on the backend; y is ``IGNORE_INDEX`` on the prompt."""
         xp = backend.xp()
-        examples = backend.from_numpy(examples) if isinstance(examples, backend.host_xp().ndarray) else examples
+        examples = backend.from_numpy(examples)  # host examples move to the device; device ones stay
         y = xp.asarray(examples[:, 1:], copy=True)  # a copy, never a view: the examples stay as they are
         y[:, : self.prompt_length - 1] = IGNORE_INDEX  # predictions of prompt tokens are not scored
         return xp.asarray(examples[:, :-1], copy=True), y
