@@ -125,6 +125,10 @@ def test_default_text_task_windows_and_held_out_tenth(tmp_path):
     path.write_text("abcdefghij" * 100, encoding="utf-8")  # 1000 characters
     task = data.text_task(str(path))
     assert task.block_size == 64 and task.splits["val"].shape == (1, 100) and task.splits["train"].shape == (1, 900)
+    assert data.text_task(str(path), val_fraction=0.25).splits["val"].shape == (1, 250)
+    for fraction in (0.0, 1.0, 1.1, -0.1):
+        with pytest.raises(ValueError, match=rf"val_fraction must be a fraction in \(0, 1\), got {fraction}"):
+            data.text_task(str(path), val_fraction=fraction)
 
 
 @pytest.mark.parametrize("name", data.TASKS)
@@ -264,6 +268,13 @@ def test_accuracy_is_the_exact_match_rate_of_greedy_answers(split):
     assert task.accuracy(FixedAnswers(task, task.examples[split][:, task.prompt_length:]), split) == 1.0
 
 
+def test_accuracy_defaults_to_the_first_500_validation_problems():
+    task = data.AdditionTask(digits=2, train_examples=20, val_examples=600, seed=0)
+    answers = task.examples["val"][:, task.prompt_length:].copy()
+    answers[500:] = (answers[500:] + 1) % 10  # wrong beyond the first 500
+    assert task.accuracy(FixedAnswers(task, answers)) == 1.0
+
+
 def test_with_train_examples_replaces_training_only_and_checks_the_shape():
     task = data.AdditionTask(digits=1, train_examples=20, val_examples=5, seed=0)
     before = {k: v.copy() for k, v in task.examples.items()}
@@ -314,7 +325,7 @@ def test_text_task_windows_fit_exactly_at_block_size_plus_one(tmp_path):
 def test_tokenizer_names_at_most_ten_unknown_symbols_sorted():
     tokenizer = data.Tokenizer("ab")
     with pytest.raises(ValueError, match=r"outside the vocabulary: \['c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l'\]$"):
-        tokenizer.encode("lkjihgfedcab")
+        tokenizer.encode("mlkjihgfedcab")  # 11 unknown symbols: c to m
     assert tokenizer.decode(np.array([[0, 1], [1, 0]])) == "abba"  # any shape, read row by row
 
 

@@ -163,8 +163,10 @@ class AdditionTask:
 
 
 def text_task(path, block_size=64, val_fraction=0.1):
-    """A character-level task from a UTF-8 text file: the first 90% trains, the rest validates."""
+    """A character-level task from a UTF-8 text file: the last ``val_fraction`` (10 %) validates, the rest trains."""
     np = backend.host_xp()
+    if not 0.0 < validate.check_real("val_fraction", val_fraction) < 1.0:
+        raise ValueError(f"val_fraction must be a fraction in (0, 1), got {val_fraction!r}")
     if not os.path.isfile(path):
         raise ValueError(f"data file {path!r} does not exist (or is not a file)")
     with open(path, "rb") as f:
