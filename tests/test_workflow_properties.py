@@ -112,6 +112,18 @@ def test_label_noise_draws_every_token_uniformly():
     assert not np.array_equal(noisy[:N], host(corrupt_labels(arr(y), 1.0, V, seed=1, step=0))[:N])  # per run seed
 
 
+def test_label_noise_is_independent_of_the_batch_of_its_step():
+    """The batch of step t is drawn with ``host_rng(seed, t)``; the noise of step t must not be read from
+    that stream too, or the corrupted labels would follow the windows picked. Over 400 steps, the first
+    noisy label and the batch's first pick are uncorrelated (|r| < 0.2, about 4 standard errors; from
+    one shared stream r ≈ 1)."""
+    V, n_windows = 7, 1000
+    noise = [int(host(corrupt_labels(arr(np.zeros((1, 1), dtype=np.int64)), 1.0, V, seed=0, step=t))[0, 0])
+             for t in range(400)]
+    picks = [int(backend.host_rng(0, t).integers(0, n_windows, 1)[0]) for t in range(400)]
+    assert abs(np.corrcoef(noise, picks)[0, 1]) < 0.2
+
+
 # --- frozen teachers stay in evaluation mode -----------------------------------------------------------
 
 def dropout_teacher(task):
