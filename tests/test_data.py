@@ -126,6 +126,8 @@ def test_default_text_task_windows_and_held_out_tenth(tmp_path):
     task = data.text_task(str(path))
     assert task.block_size == 64 and task.splits["val"].shape == (1, 100) and task.splits["train"].shape == (1, 900)
     assert data.text_task(str(path), val_fraction=0.25).splits["val"].shape == (1, 250)
+    with pytest.raises(TypeError, match="^val_fraction must be a number"):
+        data.text_task(str(path), val_fraction="0.1")
     for fraction in (0.0, 1.0, 1.1, -0.1):
         with pytest.raises(ValueError, match=rf"val_fraction must be a fraction in \(0, 1\), got {fraction}"):
             data.text_task(str(path), val_fraction=fraction)

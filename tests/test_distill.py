@@ -2,14 +2,17 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
 from reference import arr, assert_same_params, params
 
 from minikd import backend
+from minikd import functional as F
 from minikd.recipes import checkpoint
 from minikd.tasks import data
+from minikd.tasks.data import IGNORE_INDEX as IGNORE
 from minikd.tools.cli import main
 from minikd.recipes.distill import DistillConfig, Distiller, corrupt_labels, resolve_bias
 from minikd.recipes.teacher import teacher_logits
@@ -98,15 +101,49 @@ def test_evaluation_reports_the_schedule_and_the_teacher_metrics(task, teacher):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"T": 0.0}, "T must be a finite number > 0"),
-    ({"lam": 1.5}, "lam must be in \\[0, 1\\]"),
-    ({"lam_schedule": "exp"}, "lam_schedule"),
-    ({"label_noise": 2.0}, "label_noise"),
-    ({"divergence": "hellinger"}, "divergence"),
+    ({"T": 0.0}, "T must be a finite number > 0, got T=0.0"),
+    ({"T_end": -1.0}, "T_end must be a finite number > 0, got T_end=-1.0"),
+    ({"lam": 1.5}, "lam must be in [0, 1] for form='interpolate', got lam=1.5"),
+    ({"lam_end": 2.0}, "lam_end must be in [0, 1] for form='interpolate', got lam_end=2.0"),
+    ({"lam_end": -1.0, "form": "additive"}, "lam_end must be >= 0 for form='additive', got lam_end=-1.0"),
+    ({"lam_schedule": "exp"}, "lam_schedule must be one of 'constant', 'linear', 'cosine', 'step'; got lam_schedule='exp'"),
+    ({"T_schedule": "exp"}, "T_schedule must be one of"),
+    ({"label_noise": 2.0}, "label_noise must be a fraction in [0, 1], got 2.0"),
+    ({"divergence": "hellinger"}, "divergence must be one of 'forward_kl', 'reverse_kl', 'jsd'; got divergence='hellinger'"),
+    ({"form": "mixed"}, "form must be one of 'interpolate', 'additive'; got form='mixed'"),
+    ({"teacher_bias": (1, 2)}, "teacher_bias must be (context token, wrong token, bonus), got (1, 2)"),
 ])
 def test_config_errors(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    """Each bad field is named, with its value, at the start of the message."""
+    with pytest.raises(ValueError, match="^" + re.escape(message)):
         DistillConfig(**kwargs)
+
+
+def test_teacher_bias_errors_name_the_part_that_is_wrong(task, teacher):
+    V = teacher.config.vocab_size
+    for bias, error, message in [
+            ((V, 5, 1.0), ValueError, f"teacher_bias context token must be an id in [0, {V}), got {V}"),
+            ((0, -1, 1.0), ValueError, f"teacher_bias wrong token must be an id in [0, {V}), got -1"),
+            ((0.5, 5, 1.0), TypeError, "teacher_bias context token must be an integer"),
+            ((0, "5", 1.0), TypeError, "teacher_bias wrong token must be an integer"),
+            ((0, 5, "big"), TypeError, "teacher_bias bonus must be a number"),
+            ((0, 5, float("nan")), ValueError, "teacher_bias bonus must be a finite number, got nan")]:
+        with pytest.raises(error, match="^" + re.escape(message)):
+            Distiller(teacher, DistillConfig(teacher_bias=bias), 4)
+    with pytest.raises(ValueError, match="^" + re.escape("teacher_bias wrong token 'cat s' is not in the task's vocabulary")):
+        resolve_bias(("the", "cat s", 1.0), task.tokenizer)
+
+
+def test_distiller_seeds_its_label_noise_with_the_run_seed_default_0(task, teacher):
+    """The noise of step t is corrupt_labels(y, fraction, V, seed, t), with seed 0 unless given."""
+    x, y = task.batch("train", 4, seed=0, step=2)
+    config = DistillConfig(lam=0.0, label_noise=0.5)
+    noisy = {seed: corrupt_labels(y, 0.5, teacher.config.vocab_size, seed, 2) for seed in (0, 1)}
+    z = student(task)(x)
+    v = teacher(x).data
+    losses = [Distiller(teacher, config, 4, **kw).loss(z, v, y, 2).item() for kw in ({}, {"seed": 0}, {"seed": 1})]
+    expected = [F.cross_entropy(z, noisy[seed], ignore_index=IGNORE).item() for seed in (0, 0, 1)]
+    assert losses == pytest.approx(expected, rel=1e-12) and losses[0] != losses[2]
 
 
 def test_cli_distill_and_its_errors(tmp_path, capsys, task, teacher):

@@ -28,23 +28,24 @@ def check_integer(name, value):
     return value
 
 
-def check_temperature(T):
-    """T must be a finite number > 0 (a Python or NumPy scalar); returned as a Python float."""
-    check_real("T", T)
+def check_temperature(T, name="T"):
+    """T must be a finite number > 0 (a Python or NumPy scalar); returned as a Python float.
+    ``name`` is the argument's name in the error (e.g. ``T_end``)."""
+    check_real(name, T)
     if not math.isfinite(T) or T <= 0:
-        raise ValueError(f"T must be a finite number > 0, got T={T!r}")
+        raise ValueError(f"{name} must be a finite number > 0, got {name}={T!r}")
     return float(T)
 
 
-def check_lam(lam, form):
-    """lam in [0, 1] for the interpolated form, lam >= 0 for the additive form."""
-    check_real("lam", lam)
+def check_lam(lam, form, name="lam"):
+    """lam in [0, 1] for the interpolated form, lam >= 0 for the additive form; ``name`` as above."""
+    check_real(name, lam)
     if not math.isfinite(lam):
-        raise ValueError(f"lam must be a finite number, got lam={lam!r}")
+        raise ValueError(f"{name} must be a finite number, got {name}={lam!r}")
     if form == "interpolate" and not 0.0 <= lam <= 1.0:
-        raise ValueError(f"lam must be in [0, 1] for form='interpolate', got lam={lam!r}")
+        raise ValueError(f"{name} must be in [0, 1] for form='interpolate', got {name}={lam!r}")
     if form == "additive" and lam < 0.0:
-        raise ValueError(f"lam must be >= 0 for form='additive', got lam={lam!r}")
+        raise ValueError(f"{name} must be >= 0 for form='additive', got {name}={lam!r}")
     return float(lam)
 
 

@@ -36,9 +36,9 @@ class DistillConfig:
         validate.check_choice("form", self.form, FORMS)
         validate.check_choice("divergence", self.divergence, tuple(DIVERGENCES))
         for name in ("lam", "lam_end"):  # NumPy scalars become Python floats (they are saved as JSON)
-            object.__setattr__(self, name, validate.check_lam(getattr(self, name), self.form))
+            object.__setattr__(self, name, validate.check_lam(getattr(self, name), self.form, name))
         for name in ("T", "T_end"):
-            object.__setattr__(self, name, validate.check_temperature(getattr(self, name)))
+            object.__setattr__(self, name, validate.check_temperature(getattr(self, name), name))
         for name in ("lam_schedule", "T_schedule"):
             validate.check_choice(name, getattr(self, name), schedules.KINDS)
         if not 0.0 <= self.label_noise <= 1.0:
