@@ -15,7 +15,7 @@ from minikd.tasks import data
 from minikd.tasks.data import IGNORE_INDEX as IGNORE
 from minikd.tools.cli import main
 from minikd.recipes.distill import DistillConfig, Distiller, corrupt_labels, resolve_bias
-from minikd.recipes.teacher import teacher_logits
+from minikd.recipes.teacher import TeacherCache, teacher_logits
 from minikd.nn.model import TransformerLM, preset
 from minikd.recipes.train import TrainConfig, train
 
@@ -55,6 +55,56 @@ def test_lam_zero_is_cross_entropy_training(task, teacher):
     train(ce, task, CONFIG, progress=False)
     train(kd, task, CONFIG, loss_fn=Distiller(teacher, DistillConfig(lam=0.0), CONFIG.steps), progress=False)
     assert_same_params(ce, kd)
+
+
+@pytest.mark.parametrize("bias", [(), (1, 5, 3.0)], ids=["plain", "biased"])
+def test_a_teacher_cache_trains_the_same_students_bit_for_bit_with_one_forward_per_step(task, teacher, bias):
+    """Students trained on the same batches with one shared cache equal those trained without it; all
+    but the first student read every step's logits from the cache."""
+    cache = TeacherCache(teacher, bias)
+    for config in (DistillConfig(lam=0.5, T=2.0, teacher_bias=bias), DistillConfig(lam=1.0, T=4.0, teacher_bias=bias)):
+        plain, cached = student(task), student(task)
+        train(plain, task, CONFIG, loss_fn=Distiller(teacher, config, CONFIG.steps), progress=False)
+        train(cached, task, CONFIG, loss_fn=Distiller(teacher, config, CONFIG.steps, cache=cache), progress=False)
+        assert_same_params(plain, cached)
+    assert cache.hits == CONFIG.steps and len(cache.kept) == CONFIG.steps
+
+
+def test_a_teacher_cache_recomputes_a_different_batch_and_keeps_its_own_copy(task, teacher):
+    cache = TeacherCache(teacher)
+    (x1, _), (x2, _) = task.batch("train", 4, seed=0, step=0), task.batch("train", 4, seed=1, step=0)
+    x1_host = np.array(backend.to_numpy(x1))  # a copy (to_numpy of a NumPy array is the array itself)
+    first = backend.to_numpy(cache.logits(x1, 0))
+    x1[...] = 0  # the caller reuses its array: the cache compares with its own copy, so this is a new batch
+    np.testing.assert_array_equal(backend.to_numpy(cache.logits(x1, 0)), backend.to_numpy(teacher_logits(teacher, x1)))
+    np.testing.assert_array_equal(backend.to_numpy(cache.logits(x2, 0)), backend.to_numpy(teacher_logits(teacher, x2)))
+    assert cache.hits == 0  # another batch at step 0: computed afresh, and kept instead
+    again = backend.to_numpy(cache.logits(backend.from_numpy(x1_host), 0))
+    np.testing.assert_array_equal(again, first)
+    assert cache.hits == 0 and len(cache.kept) == 1
+    assert cache.logits(backend.from_numpy(x1_host), 0) is cache.kept[0][1] and cache.hits == 1
+    x3, _ = task.batch("train", 3, seed=0, step=0)  # another shape
+    np.testing.assert_array_equal(backend.to_numpy(cache.logits(x3, 0)), backend.to_numpy(teacher_logits(teacher, x3)))
+
+
+def test_a_teacher_cache_keeps_at_most_max_bytes(task, teacher):
+    x, _ = task.batch("train", 4, seed=0, step=0)
+    one_step = backend.nbytes(x) + backend.nbytes(teacher_logits(teacher, x))
+    cache = TeacherCache(teacher, max_bytes=2 * one_step)
+    for step in range(4):
+        x, _ = task.batch("train", 4, seed=0, step=step)
+        np.testing.assert_array_equal(backend.to_numpy(cache.logits(x, step)),
+                                      backend.to_numpy(teacher_logits(teacher, x)))
+    assert sorted(cache.kept) == [0, 1] and cache.kept_bytes == 2 * one_step
+    assert backend.nbytes(x) == 4 * task.block_size * 8 and backend.nbytes(x == 0) == 4 * task.block_size  # int64, bool
+
+
+def test_a_distiller_refuses_a_cache_of_another_teacher_or_bias(task, teacher):
+    other = TransformerLM(preset("tiny", task.tokenizer.vocab_size, task.block_size), seed=8)
+    for cache, config in ((TeacherCache(other), DistillConfig()), (TeacherCache(teacher, (1, 5, 3.0)), DistillConfig()),
+                          (TeacherCache(teacher), DistillConfig(teacher_bias=(1, 5, 3.0)))):
+        with pytest.raises(ValueError, match="the cache holds the logits of another teacher or teacher_bias"):
+            Distiller(teacher, config, 4, cache=cache)
 
 
 def test_lam_one_ignores_the_labels(task, teacher):

@@ -8,6 +8,7 @@ switches here between NumPy (CPU), CuPy (CUDA) and array-api-strict's virtual de
 import contextlib
 import ctypes
 import ctypes.util
+import math
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -214,6 +215,13 @@ def is_int_dtype(dtype_):
 def is_bool_dtype(dtype_):
     """True for the boolean dtype."""
     return _is_kind(dtype_, "bool", "b")
+
+
+def nbytes(x):
+    """The bytes an array's elements take (the standard has no ``nbytes``): size × the dtype's bits / 8."""
+    xp_ = _state["xp"]
+    bits = 8 if is_bool_dtype(x.dtype) else (xp_.finfo if is_float_dtype(x.dtype) else xp_.iinfo)(x.dtype).bits
+    return math.prod(x.shape) * bits // 8
 
 
 _LIBRARY = {"numpy": "NumPy", "cupy": "CuPy", "strict": "array-api-strict"}

@@ -66,15 +66,26 @@ def corrupt_labels(y, fraction, vocab_size, seed, step):
 
 
 class Distiller:
-    """The loss function ``train`` calls each step: ``distiller(student, x, y, step)``."""
+    """The loss function ``train`` calls each step: ``distiller(student, x, y, step)``.
 
-    def __init__(self, teacher, config, steps, seed=0):
+    ``cache`` (a ``TeacherCache`` of this teacher and teacher_bias) shares the teacher's logits of each
+    step with the other students trained on the same batches; the loss is the same bit for bit.
+    """
+
+    def __init__(self, teacher, config, steps, seed=0, cache=None):
         check_bias(config.teacher_bias, teacher.config.vocab_size)
-        self.teacher, self.config, self.seed = teacher.eval(), config, seed
+        if cache is not None and (cache.teacher is not teacher or tuple(cache.bias) != tuple(config.teacher_bias)):
+            raise ValueError(f"the cache holds the logits of another teacher or teacher_bias (cache: bias "
+                             f"{cache.bias!r}; config: teacher_bias {config.teacher_bias!r})")
+        self.teacher, self.config, self.seed, self.cache = teacher.eval(), config, seed, cache
         self.lam_at, self.T_at = config.schedules(steps)
 
     def __call__(self, student, x, y, step):
-        return self.loss(student(x), teacher_logits(self.teacher, x, self.config.teacher_bias), y, step)
+        if self.cache is None:
+            v = teacher_logits(self.teacher, x, self.config.teacher_bias)
+        else:
+            v = self.cache.logits(x, step)
+        return self.loss(student(x), v, y, step)
 
     def loss(self, z, v, y, step):
         """The objective at ``step`` from the student's logits z (a Tensor) and the teacher's v."""

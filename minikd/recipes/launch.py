@@ -18,7 +18,7 @@ from minikd.nn.model import PRESETS
 from minikd.recipes import run_folder, sequence, sizes
 from minikd.recipes.distill import DistillConfig, Distiller, check_bias, resolve_bias
 from minikd.recipes.hidden import HiddenDistiller, parse_layer_map
-from minikd.recipes.teacher import load_setting, new_student
+from minikd.recipes.teacher import TeacherCache, load_setting, new_student
 from minikd.recipes.train import (TrainConfig, add_run_folder_arguments, add_training_arguments, check_training_memory,
                                   checkpoint_exists, train)
 from minikd.tasks.data import TASKS
@@ -134,6 +134,7 @@ def sweep(teacher_dir, lams, temperatures, base, train_config, out, student_pres
         results = os.path.join(out, "results.csv")
         done = {(row["lam"], row["T"]): row for row in read_rows(results)} if resume else {}
         rows = []
+        cache = TeacherCache(teacher, base.teacher_bias)  # every row trains on the same batches
         for config in grid:
             if (config.lam, config.T) in done:
                 rows.append(done[config.lam, config.T])
@@ -141,7 +142,7 @@ def sweep(teacher_dir, lams, temperatures, base, train_config, out, student_pres
                 continue
             student = new_student(student_preset, task, teacher, train_config.seed)
             final = train(student, task, train_config, loss_fn=Distiller(teacher, config, train_config.steps,
-                                                                          seed=train_config.seed),
+                                                                          seed=train_config.seed, cache=cache),
                           progress=progress, teacher=teacher)[-1]
             row = {"lam": config.lam, "T": config.T, "divergence": config.divergence, "form": config.form,
                    "steps": train_config.steps, "seed": train_config.seed,

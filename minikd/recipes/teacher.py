@@ -26,6 +26,37 @@ def teacher_logits(teacher, x, bias=(), return_hidden=False):
     return (logits, [h.data for h in hiddens]) if return_hidden else logits
 
 
+class TeacherCache:
+    """The frozen teacher's logits of each step's batch, kept for the next student trained on the same
+    batches: a sweep's students all see the batches of (seed, step), so the teacher's forward pass is
+    done once per step, not once per student (offline distillation).
+
+    ``logits(x, step)`` is ``teacher_logits(teacher, x, bias)`` bit for bit: the batch kept for ``step``
+    is compared with x (one scalar read), and a different batch is computed afresh and kept instead.
+    At most ``max_bytes`` of batches and logits are kept; past that, new steps are computed every time.
+    """
+
+    def __init__(self, teacher, bias=(), max_bytes=256 * 2**20):
+        self.teacher, self.bias, self.max_bytes = teacher.eval(), bias, max_bytes
+        self.kept, self.kept_bytes, self.hits = {}, 0, 0  # {step: (x, logits)}
+
+    def logits(self, x, step):
+        xp = backend.xp()
+        if step in self.kept:
+            kept_x, kept_v = self.kept[step]
+            if kept_x.shape == x.shape and bool(xp.all(kept_x == x)):
+                self.hits += 1
+                return kept_v
+            self.kept_bytes -= backend.nbytes(kept_x) + backend.nbytes(kept_v)
+            del self.kept[step]
+        v = teacher_logits(self.teacher, x, self.bias)
+        size = backend.nbytes(x) + backend.nbytes(v)
+        if self.kept_bytes + size <= self.max_bytes:
+            self.kept[step] = (xp.asarray(x, copy=True), v)  # a copy: the caller may reuse its batch array
+            self.kept_bytes += size
+        return v
+
+
 def check_pair(teacher, student):
     """The teacher and student must share a vocabulary (and the student may not read longer sequences)."""
     teacher_config, student_config = teacher.config, student.config
