@@ -38,6 +38,7 @@ from minikd.tasks import data
 from minikd.tools import plots, tutorial
 from minikd.recipes.distill import DistillConfig, Distiller
 from minikd.nn.model import TransformerLM, preset
+from minikd.recipes.teacher import TeacherCache
 from minikd.recipes.train import TrainConfig, train
 from minikd.recipes.weak_to_strong import Experiment, WeakToStrongConfig
 
@@ -119,19 +120,29 @@ teacher, _ = tutorial.grammar_teacher()
 noise_lams = [0.0, 1.0]  # the same at every size, so the check mode makes the committed figure
 
 
-def kl_to_truth(kd, seed):
-    """A `small` student's final KL to the truth, trained with ``kd`` on the seed's 8,000 tokens."""
+def kl_to_truth(kd, seed, cache):
+    """A `small` student's final KL to the truth, trained with ``kd`` on the seed's 8,000 tokens;
+    ``cache`` shares the teacher's logits among the students of one seed (they see the same batches)."""
     grammar = data.GrammarTask(train_tokens=tutorial.pick(8_000, 2_000), seed=seed)
     student_config = TrainConfig(steps=tutorial.pick(120, 4), eval_every=tutorial.pick(120, 4),
                                  eval_windows=tutorial.pick(128, 16), seed=seed)
     student = TransformerLM(preset("small", grammar.tokenizer.vocab_size, grammar.block_size), seed=seed)
-    history = train(student, grammar, student_config, loss_fn=Distiller(teacher, kd, student_config.steps, seed=seed),
-                    progress=False)
+    distiller = Distiller(teacher, kd, student_config.steps, seed=seed, cache=cache)
+    history = train(student, grammar, student_config, loss_fn=distiller, progress=False)
     return history[-1]["kl_to_true"]
 
 
-noisy = {lam: [kl_to_truth(DistillConfig(lam=lam, T=2.0, label_noise=0.5), seed) for seed in seeds]
-         for lam in noise_lams}
+def per_seed(bias=(), **options):
+    """{λ: [one student's KL to the truth per seed]} for DistillConfig(λ, T = 2, teacher_bias, options)."""
+    results = {lam: [] for lam in noise_lams}
+    for seed in seeds:
+        cache = TeacherCache(teacher, bias)
+        for lam in noise_lams:
+            results[lam].append(kl_to_truth(DistillConfig(lam=lam, T=2.0, teacher_bias=bias, **options), seed, cache))
+    return results
+
+
+noisy = per_seed(label_noise=0.5)
 
 # %% [markdown]
 # ## A teacher with a systematic error
@@ -143,8 +154,7 @@ noisy = {lam: [kl_to_truth(DistillConfig(lam=lam, T=2.0, label_noise=0.5), seed)
 # %%
 ids = data.GrammarTask(train_tokens=2_000, seed=0).tokenizer.ids
 bias = (ids["the"], ids["cats"], 4.0)
-biased = {lam: [kl_to_truth(DistillConfig(lam=lam, T=2.0, teacher_bias=bias), seed) for seed in seeds]
-          for lam in noise_lams}
+biased = per_seed(bias)
 for lam in noise_lams:
     print(f"λ = {lam}: KL to the truth with noisy labels {tutorial.describe(noisy[lam])}; "
           f"with the biased teacher {tutorial.describe(biased[lam])}")

@@ -25,6 +25,7 @@ from minikd import functional as F
 from minikd.tasks import data
 from minikd.tools import plots, tutorial
 from minikd.nn.model import TransformerLM, preset
+from minikd.recipes.teacher import TeacherCache
 from minikd.recipes.train import TrainConfig, train
 
 xp = backend.xp()
@@ -35,11 +36,11 @@ steps = tutorial.pick(120, 4)
 fox = data.GrammarTask(train_tokens=2_000, seed=0).tokenizer.ids["fox"]
 
 
-def omitting_fox(lam, T):
-    """A ``train`` loss: (1 − λ)·CE + λ·T²·KL against the sharpened teacher, on every position but fox's."""
+def omitting_fox(lam, T, cache):
+    """A ``train`` loss: (1 − λ)·CE + λ·T²·KL against the sharpened teacher, on every position but fox's;
+    ``cache`` (a TeacherCache) holds the teacher's logits of each step, shared by a seed's students."""
     def loss(student, x, y, step):
-        with no_grad():
-            teacher_logits = teacher(x).data * SHARPEN  # (B, S, V): the over-confident teacher
+        teacher_logits = cache.logits(x, step) * SHARPEN  # (B, S, V): the over-confident teacher
         kept = xp.where(xp.asarray(y) == fox, data.IGNORE_INDEX, xp.asarray(y))  # fox is never a target
         return F.distillation_loss(student(x), teacher_logits, kept, lam=lam, T=T, ignore_index=data.IGNORE_INDEX)
     return loss
@@ -56,11 +57,11 @@ def fox_recovered(predict, task):
     return float(q[where].mean() / truth[where].mean())
 
 
-def measure(lam, T, seed):
+def measure(lam, T, seed, cache):
     task = data.GrammarTask(train_tokens=tutorial.pick(8_000, 2_000), seed=seed)
     config = TrainConfig(steps=steps, eval_every=steps, eval_windows=tutorial.pick(128, 16), seed=seed)
     student = TransformerLM(preset("small", task.tokenizer.vocab_size, task.block_size), seed=seed)
-    history = train(student, task, config, loss_fn=omitting_fox(lam, T), progress=False)
+    history = train(student, task, config, loss_fn=omitting_fox(lam, T, cache), progress=False)
     return fox_recovered(student, task), history[-1]["kl_to_true"]
 
 
@@ -87,10 +88,14 @@ assert soft_labels[1.0][fox] < 0.5 * soft_labels[4.0][fox]  # at T = 1 the confi
 # %%
 settings = {"CE only (λ = 0)": (0.0, 1.0), "KD λ = 1, T = 1": (1.0, 1.0), "KD λ = 1, T = 2": (1.0, 2.0),
             "KD λ = 1, T = 4": (1.0, 4.0)}
-recovered, kl = {}, {}
-for name, (lam, T) in settings.items():
-    results = [measure(lam, T, seed) for seed in seeds]
-    recovered[name], kl[name] = [r[0] for r in results], [r[1] for r in results]
+recovered, kl = {name: [] for name in settings}, {name: [] for name in settings}
+for seed in seeds:
+    cache = TeacherCache(teacher)  # the four students of a seed see the same batches
+    for name, (lam, T) in settings.items():
+        fox_ratio, kl_true = measure(lam, T, seed, cache)
+        recovered[name].append(fox_ratio)
+        kl[name].append(kl_true)
+for name in settings:
     print(f"{name:18s} fox recovered {tutorial.describe(recovered[name], '{:.3f}')}   "
           f"KL to the truth {tutorial.describe(kl[name])}")
 mean = lambda values: tutorial.mean_spread(values)[0]  # noqa: E731

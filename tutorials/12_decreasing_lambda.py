@@ -20,6 +20,7 @@ from minikd.tasks import data
 from minikd.tools import tutorial
 from minikd.recipes.distill import DistillConfig, Distiller
 from minikd.nn.model import TransformerLM, preset
+from minikd.recipes.teacher import TeacherCache
 from minikd.recipes.train import TrainConfig, train
 
 teacher, _ = tutorial.grammar_teacher()
@@ -31,16 +32,19 @@ schedules = {"constant λ = 0.5": dict(lam=0.5),
              "cosine λ 0.9 → 0.1": dict(lam=0.9, lam_end=0.1, lam_schedule="cosine")}
 
 
-def run(kd, seed):
+def run(kd, seed, cache):
     task = data.GrammarTask(train_tokens=tutorial.pick(8_000, 2_000), seed=seed)
     config = TrainConfig(steps=steps, eval_every=max(1, steps // 6), eval_windows=tutorial.pick(128, 16), seed=seed)
     student = TransformerLM(preset("small", task.tokenizer.vocab_size, task.block_size), seed=seed)
-    distiller = Distiller(teacher, kd, steps, seed=seed)
+    distiller = Distiller(teacher, kd, steps, seed=seed, cache=cache)  # the cache: one teacher pass per step
     return train(student, task, config, loss_fn=distiller, teacher=teacher, describe=distiller.describe, progress=False)
 
 
-histories = {name: [run(DistillConfig(T=2.0, teacher_bias=bias, **options), seed) for seed in seeds]
-             for name, options in schedules.items()}
+histories = {name: [] for name in schedules}
+for seed in seeds:
+    cache = TeacherCache(teacher, bias)  # both schedules of a seed see the same batches
+    for name, options in schedules.items():
+        histories[name].append(run(DistillConfig(T=2.0, teacher_bias=bias, **options), seed, cache))
 cosine = histories["cosine λ 0.9 → 0.1"][0]
 print("λ at the evaluations of the cosine schedule:", ", ".join(f"{r['lam']:.2f}" for r in cosine))
 assert cosine[0]["lam"] == 0.9 and abs(cosine[-1]["lam"] - 0.1) < 1e-12  # the schedule's end points
