@@ -85,6 +85,8 @@ def test_a_teacher_cache_recomputes_a_different_batch_and_keeps_its_own_copy(tas
     assert cache.logits(backend.from_numpy(x1_host), 0) is cache.kept[0][1] and cache.hits == 1
     x3, _ = task.batch("train", 3, seed=0, step=0)  # another shape
     np.testing.assert_array_equal(backend.to_numpy(cache.logits(x3, 0)), backend.to_numpy(teacher_logits(teacher, x3)))
+    kept_x, kept_v = cache.kept[0]
+    assert kept_x.shape[0] == 3 and cache.kept_bytes == backend.nbytes(kept_x) + backend.nbytes(kept_v)  # replaced
 
 
 def test_a_teacher_cache_keeps_at_most_max_bytes(task, teacher):
