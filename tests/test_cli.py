@@ -76,7 +76,11 @@ def test_generate_and_eval_on_a_trained_run(tmp_path, capsys):
     run = tmp_path / "run"
     assert cli.main(["train", "--task", "addition", "--preset", "tiny", "--steps", "4", "--eval-every", "4",
                      "--out", str(run), "--quiet"]) == 0
-    capsys.readouterr()
+    from minikd.recipes.train import TrainConfig
+
+    accuracy = json.load(open(run / "summary.json"))["accuracy"]  # the printout reads the summary's
+    assert f"exact-match accuracy {accuracy:.1%} on {TrainConfig.eval_windows} validation problems" \
+        in capsys.readouterr().out
     assert cli.main(["generate", str(run), "--prompt", "123+045=", "--max-new-tokens", "4", "--greedy",
                      "--samples", "2"]) == 0
     lines = capsys.readouterr().out.split()

@@ -91,6 +91,21 @@ def test_summary_unigram_loss_is_the_smoothed_training_frequencies_on_validation
     assert unigram_loss(grammar_task, n_windows=300) == pytest.approx(expected, rel=1e-6)
 
 
+def test_unigram_loss_smooths_over_the_whole_vocabulary(tmp_path):
+    """Add-one smoothing counts every vocabulary id, also one the training targets never hold: here the
+    last id ('z') occurs only in the validation tail, so it gets probability 1/(N + V)."""
+    path = tmp_path / "tail.txt"
+    path.write_text("abcab" * 36 + "zz", encoding="utf-8")  # 182 characters; validation: the last 18
+    task = data.load_task("text", data=str(path), block_size=4)
+    assert task.tokenizer.vocab_size == 4 and "z" not in task.tokenizer.decode(task.splits["train"][0])
+    _, y_train = task.eval_set("train", 2048)
+    _, y_val = task.eval_set("val", 2048)
+    counts = np.bincount(host(y_train).ravel(), minlength=4) + 1.0
+    assert counts[3] == 1.0
+    expected = -np.log(counts / counts.sum())[host(y_val).ravel()].mean()
+    assert unigram_loss(task) == pytest.approx(expected, rel=1e-6)
+
+
 # --- TrainConfig, through train() -------------------------------------------------------------------------
 
 class Spy:
