@@ -120,6 +120,16 @@ class Spy:
         return loss
 
 
+def test_learning_rate_warms_up_to_lr_then_decays_to_a_tenth_of_it():
+    """``lr`` is the peak after a linear warm-up of ``warmup`` steps; a cosine brings it down to lr / 10
+    at ``steps``, never rising."""
+    lr_at = TrainConfig(steps=20, lr=0.02, warmup=4).lr_schedule()
+    assert [lr_at(t) for t in range(4)] == pytest.approx([0.005, 0.01, 0.015, 0.02])
+    decay = [lr_at(t) for t in range(4, 21)]
+    assert decay[0] == pytest.approx(0.02) and decay[-1] == pytest.approx(0.002)
+    assert all(a >= b for a, b in zip(decay, decay[1:]))
+
+
 def test_train_config_steps_batches_evaluations_and_logged_numbers(grammar_task):
     """``steps`` losses on batches of ``batch_size`` rows, step t's batch being task.batch(seed, t);
     a record every ``eval_every`` steps and at the end; its train_loss is the mean of the losses since

@@ -59,15 +59,17 @@ def crash_at_7(model, x, y, step):
     return cross_entropy_loss(model, x, y, step)
 
 
-def test_resume_equals_uninterrupted(task, tmp_path):
+def test_resume_equals_uninterrupted(task, tmp_path, capsys):
     """Stop after step 6 (an error in the loss at step 7), resume: the same losses and weights, bit for bit."""
     whole = tiny_model(task, dropout=0.1)
     history = train(whole, task, CONFIG, out=str(tmp_path / "whole"), progress=False)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_model(task, dropout=0.1), task, CONFIG, out=str(tmp_path / "split"), loss_fn=crash_at_7,
               progress=False)
+    capsys.readouterr()
     resumed = tiny_model(task, dropout=0.1)
-    train(resumed, task, CONFIG, out=str(tmp_path / "split"), resume=True, progress=False)
+    train(resumed, task, CONFIG, out=str(tmp_path / "split"), resume=True)
+    assert "12/12" in capsys.readouterr().err  # the bar counts from the resumed step 4
     assert_same_params(whole, resumed)
     with open(tmp_path / "split" / "metrics.jsonl") as f:
         split_records = [json.loads(line) for line in f]
@@ -93,6 +95,17 @@ def test_read_metrics_skips_a_cut_line_and_stops_at_last_step(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     assert read_metrics(str(tmp_path)) == [{"step": 0}, {"step": 4}, {"step": 8}]
     assert read_metrics(str(tmp_path), last_step=4) == [{"step": 0}, {"step": 4}]
+
+
+def test_a_fresh_run_starts_a_new_metrics_file_and_the_model_keeps_its_mode(task, tmp_path):
+    """Without resume, ``train`` into a folder that holds a previous run's metrics.jsonl starts it
+    afresh; the model leaves ``train`` in the mode (training or evaluation) it came in."""
+    config = replace(CONFIG, steps=2, eval_every=2)
+    for mode in (True, False):
+        model = tiny_model(task).train(mode)
+        train(model, task, config, out=str(tmp_path), progress=False)
+        assert model.training is mode
+    assert [r["step"] for r in read_metrics(str(tmp_path))] == [0, 2]  # the second run's records only
 
 
 def test_resume_needs_a_checkpoint(task, tmp_path):
