@@ -1,7 +1,9 @@
 """The command line: ``minikd check`` and ``minikd bench kd-loss`` on small sizes."""
 
 import argparse
+import inspect
 import json
+from dataclasses import asdict
 import subprocess
 import sys
 
@@ -67,6 +69,7 @@ def test_version_and_every_flag_has_help_and_shows_its_default(capsys):
 def test_cli_defaults_come_from_the_config_dataclasses():
     from minikd.recipes.distill import DistillConfig
     from minikd.recipes.train import TrainConfig
+    from minikd.recipes import weak_to_strong
     from minikd.recipes.weak_to_strong import WeakToStrongConfig
 
     top = cli.parser()
@@ -84,9 +87,11 @@ def test_cli_defaults_come_from_the_config_dataclasses():
     (train_parser,) = (a.choices["train"] for a in top._actions if a.dest == "command")
     choices = {a.dest: a.choices for a in train_parser._actions if a.choices is not None}
     assert choices == {"task": TASKS, "preset": tuple(PRESETS), "optimizer": OPTIMIZERS}  # from their owners
-    w2s = top.parse_args(["weak-to-strong"])
-    assert (w2s.weak_steps, w2s.steps, w2s.alpha_max) == (WeakToStrongConfig.weak_steps, WeakToStrongConfig.steps,
-                                                         WeakToStrongConfig.alpha_max)
+    w2s = vars(top.parse_args(["weak-to-strong"]))
+    assert {name: w2s[name] for name in asdict(WeakToStrongConfig())} == asdict(WeakToStrongConfig())
+    defaults = inspect.signature(weak_to_strong.run).parameters  # and the other flags', run()'s
+    assert {name: w2s[name] for name in ("batch_size", "seed", "out")} == {
+        name: defaults[name].default for name in ("batch_size", "seed", "out")}
 
 
 def test_generate_and_eval_on_a_trained_run(tmp_path, capsys):

@@ -2,14 +2,17 @@
 
 import json
 import math
+from dataclasses import asdict
 
+import numpy as np
 import pytest
 
+from minikd import backend
 from minikd.tasks import data
 from minikd import functional as F
 from minikd.tools.cli import main
 from minikd.nn.model import TransformerLM, preset
-from minikd.recipes.weak_to_strong import WeakToStrongConfig, WeakToStrongLoss, pgr, run
+from minikd.recipes.weak_to_strong import Experiment, WeakToStrongConfig, WeakToStrongLoss, _print_table, pgr, run
 
 
 def test_pgr_on_hand_made_numbers():
@@ -44,6 +47,26 @@ def test_lam_zero_learns_from_the_verified_rows_alone(task):
     assert loss(student, x, y, 3).item() == pytest.approx(expected, rel=1e-5)
 
 
+def test_verified_rows_are_fresh_uniform_draws_from_the_verified_set(task):
+    """Each step draws ``verified_batch`` rows uniformly, with replacement, from the verified problems
+    (the first and the last included), anew each step and for each seed (0 by default); they are the
+    problems' (x, y) pairs."""
+    examples = task.examples["train"][:5]
+    verified = task.with_train_examples(examples)
+    config = WeakToStrongConfig(verified_batch=4)
+
+    def picks(step, **seed):
+        loss = WeakToStrongLoss(model(task), verified, config, steps=10, alpha_max=0.0, **seed)
+        x, y = (backend.to_numpy(a) for a in loss._verified_rows(step))
+        rows = [int(np.flatnonzero((examples[:, :-1] == row).all(axis=1))[0]) for row in x]
+        np.testing.assert_array_equal(y, backend.to_numpy(task.pairs(examples[rows])[1]))
+        return rows
+
+    drawn = [picks(step, seed=3) for step in range(30)]  # 120 draws miss one of 5 rows with probability < 1e-10
+    assert all(len(rows) == 4 for rows in drawn) and set(sum(drawn, [])) == set(range(5))
+    assert drawn[0] != drawn[1] and drawn[0] != picks(0, seed=4) and picks(0) == picks(0, seed=0)
+
+
 def test_confidence_weight_warms_up_linearly(task):
     config = WeakToStrongConfig(alpha_warmup=0.25)
     loss = WeakToStrongLoss(model(task), task, config, steps=100, alpha_max=0.6)
@@ -67,13 +90,60 @@ def test_end_to_end_writes_the_table(task, tmp_path, capsys):
 @pytest.mark.parametrize("kwargs, message", [
     ({"lam": 1.5}, "lam must be in"),
     ({"T": -1.0}, "T must be"),
-    ({"alpha_max": 2.0}, "alpha_max must be in"),
+    ({"alpha_max": 1.01}, r"alpha_max must be in \[0, 1\], got 1.01"),
+    ({"alpha_warmup": -0.01}, r"alpha_warmup must be in \[0, 1\], got -0.01"),
     ({"n_verified": 0}, "n_verified must be a positive integer"),
+    ({"weak_steps": 0}, "weak_steps must be a positive integer"),
+    ({"steps": 0}, "steps must be a positive integer"),
+    ({"verified_batch": 0}, "verified_batch must be a positive integer"),
     ({"strong_preset": "huge"}, "strong_preset"),
+    ({"weak_preset": "huge"}, "weak_preset"),
 ])
 def test_config_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         WeakToStrongConfig(**kwargs)
+
+
+def test_config_accepts_the_ends_of_its_ranges():
+    for value in (0.0, 1.0):
+        assert WeakToStrongConfig(alpha_max=value, alpha_warmup=value).alpha_max == value
+
+
+def test_experiment_errors(task):
+    """The verified rows must leave room for weak-labelled ones, the verified problems for unlabelled
+    ones; the student needs the weak teacher first."""
+    config = WeakToStrongConfig(weak_preset="tiny", strong_preset="tiny", n_verified=20, verified_batch=6)
+    with pytest.raises(ValueError, match=r"verified_batch \(6\) must be smaller than batch_size \(6\)"):
+        Experiment(config, task, batch_size=6)
+    with pytest.raises(ValueError, match=r"n_verified \(400\) must be smaller than the 400 training problems"):
+        Experiment(WeakToStrongConfig(n_verified=400), task)
+    experiment = Experiment(config, task, batch_size=7)  # the largest verified_batch, n_verified that fit
+    Experiment(WeakToStrongConfig(n_verified=399), task)
+    with pytest.raises(ValueError, match=r"call weak\(\) before student\(\)"):
+        experiment.student()
+
+
+def test_the_table_shows_each_runs_accuracy_and_pgr():
+    """One row per run with its settings, its exact-match accuracy and its PGR (by definition 0 for the
+    weak teacher and 1 for the ceiling; "undefined" where it is None), and the weak labels' accuracy."""
+    config = WeakToStrongConfig()
+    report = {"settings": asdict(config), "weak_label_accuracy": 0.25,
+              "accuracy": {"weak": 0.125, "ceiling": 0.625, "student": 0.375, "student_confidence": 0.5},
+              "pgr": {"student": 0.5, "student_confidence": None}, "timings": {"weak": 3.0, "ceiling": 12.0}}
+    lines = []
+    _print_table(report, lines.append)
+    text = "\n".join(lines)
+    assert "weak labels: 25.0% of the weak-labelled training problems are right" in text
+
+    def row(start):
+        (line,) = [" ".join(line.split()) for line in text.splitlines() if line.strip().startswith(start)]
+        return line  # its words, single-spaced
+
+    assert row(f"weak teacher ('{config.weak_preset}', {config.weak_steps} steps)").endswith("12.5% 0 by definition")
+    assert row(f"student, weak labels + {config.n_verified} verified (λ={config.lam})").endswith("37.5% 0.500")
+    assert row(f"+ confidence loss (α_max={config.alpha_max})").endswith("50.0% undefined")
+    assert row(f"ceiling ('{config.strong_preset}', all ground truth)").endswith("62.5% 1 by definition")
+    assert lines[-1].strip() == "times: weak 3 s, ceiling 12 s"
 
 
 def test_cli_errors_write_nothing(tmp_path, capsys):
