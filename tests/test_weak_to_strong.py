@@ -2,14 +2,16 @@
 
 import json
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
+from reference import assert_same_params
 
 from minikd import backend
 from minikd.tasks import data
 from minikd import functional as F
+from minikd.recipes.train import TrainConfig, read_metrics, train
 from minikd.tools.cli import main
 from minikd.nn.model import TransformerLM, preset
 from minikd.recipes.weak_to_strong import Experiment, WeakToStrongConfig, WeakToStrongLoss, _print_table, pgr, run
@@ -71,6 +73,39 @@ def test_confidence_weight_warms_up_linearly(task):
     config = WeakToStrongConfig(alpha_warmup=0.25)
     loss = WeakToStrongLoss(model(task), task, config, steps=100, alpha_max=0.6)
     assert [loss.alpha_at(t) for t in (0, 10, 25, 80)] == pytest.approx([0.0, 0.24, 0.6, 0.6])
+
+
+def test_each_run_is_the_training_it_describes(tmp_path):
+    """weak() and ceiling() train a fresh preset model (the experiment's seed) on the task with
+    ``batch_size`` rows per step, ``evaluations`` evaluations besides step 0, each on every validation
+    problem (here 300, more than the 256 of the default); student() trains on the weak labels with
+    ``batch_size − verified_batch`` rows and the WeakToStrongLoss of its λ and α_max, measured against the
+    weak teacher. The same trainings done by hand give the same weights and the same final records."""
+    task = data.AdditionTask(digits=2, train_examples=60, val_examples=300, seed=0)
+    config = WeakToStrongConfig(weak_preset="tiny", weak_steps=4, strong_preset="tiny", steps=4, n_verified=20,
+                                verified_batch=2, alpha_warmup=0.5)
+    experiment = Experiment(config, task, seed=2, batch_size=6, out=str(tmp_path), progress=False, evaluations=2)
+    weak, ceiling = experiment.weak(), experiment.ceiling()
+    student = experiment.student("mine", lam=0.3, alpha_max=0.4)
+    assert not weak.training
+
+    def by_hand(on_task, rows, **kwargs):
+        reference = model(task, seed=2)
+        history = train(reference, on_task, TrainConfig(steps=4, batch_size=rows, eval_every=2, eval_windows=300,
+                                                        seed=2), progress=False, **kwargs)
+        return reference, history
+
+    loss = WeakToStrongLoss(weak, experiment.verified, replace(config, lam=0.3), 4, alpha_max=0.4, seed=2)
+    for name, trained, (reference, history) in (
+            ("weak", weak, by_hand(task, 6)), ("ceiling", ceiling, by_hand(task, 6)),
+            ("mine", student, by_hand(experiment.weak_labelled, 4, loss_fn=loss, describe=loss.describe,
+                                      teacher=weak))):
+        assert_same_params(trained, reference)
+        assert [r["step"] for r in read_metrics(str(tmp_path / name))] == [0, 2, 4]
+        final = {k: v for k, v in experiment.results[name].items() if k != "elapsed_s"}
+        assert final == {k: v for k, v in history[-1].items() if k != "elapsed_s"}, name
+        assert 0 < experiment.timings[name] < 60
+    assert experiment.results["mine"]["alpha"] == pytest.approx(0.4) and "kl_to_teacher" in experiment.results["mine"]
 
 
 def test_end_to_end_writes_the_table(task, tmp_path, capsys):
