@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -176,6 +176,31 @@ def test_resume_names_each_differing_setting_and_cleans_up(text_file, tmp_path, 
     same_checkpoints(out, whole)
     assert records(out) == records(whole)  # the extra lines were cut back to the checkpoint's step
     assert not [name for name in os.listdir(out) if name.endswith(".tmp")]
+
+
+def test_resume_names_every_kind_of_changed_setting(text_file, tmp_path, monkeypatch):
+    """Every setting a run folder records for ``train`` and ``weak-to-strong`` is named when a resume
+    changes it (runs interrupted before their first step: nothing is trained here)."""
+    from minikd.recipes import weak_to_strong as w2s
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_recipe, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(text_file, tmp_path / "train")
+    with pytest.raises(run_folder.RunFolderError, match=r"data: was \{.*\}, now None; dropout: was 0.0, now 0.1; "
+                                                        r"preset: was 'tiny', now 'small'; task: was 'text', now 'grammar'"):
+        train_recipe.run("grammar", "small", CONFIG, str(tmp_path / "train"), dropout=0.1, resume=True,
+                         progress=False, out_fn=lambda *a: None)
+    monkeypatch.setattr(w2s.Experiment, "weak", interrupted)
+    task = data.AdditionTask(digits=1, train_examples=60, val_examples=20, seed=0)
+    config = w2s.WeakToStrongConfig(weak_preset="tiny", strong_preset="tiny", n_verified=20, verified_batch=2)
+    with pytest.raises(KeyboardInterrupt):
+        w2s.run(config, str(tmp_path / "w2s"), batch_size=8, task=task, progress=False)
+    with pytest.raises(run_folder.RunFolderError, match=r"batch_size: was 8, now 9; config.lam: was 0.5, now 0.2; "
+                                                        r"seed: was 0, now 1; task: was 'addition', now None"):
+        w2s.run(replace(config, lam=0.2), str(tmp_path / "w2s"), seed=1, batch_size=9, resume=True, progress=False)
 
 
 def test_resuming_a_finished_training_only_loads_it(text_file, tmp_path):

@@ -115,7 +115,13 @@ def test_end_to_end_writes_the_table(task, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "confidence loss" in printed and "PGR" in printed
     saved = json.load(open(tmp_path / "results.json"))
-    assert set(saved["accuracy"]) == {"weak", "ceiling", "student", "student_confidence"}
+    assert saved == json.loads(json.dumps(report))  # the file holds the report returned
+    runs = {"weak", "ceiling", "student", "student_confidence"}
+    assert set(saved["accuracy"]) == set(saved["final"]) == set(saved["timings"]) == runs
+    assert saved["settings"] == {**asdict(config), "seed": 0, "batch_size": 6, "train_problems": 400,
+                                 "val_problems": 40, "backend": backend.name()}
+    assert all(saved["accuracy"][name] == saved["final"][name]["accuracy"] for name in runs)
+    assert saved["final"]["student_confidence"]["alpha"] == config.alpha_max and saved["final"]["student"]["alpha"] == 0
     a = saved["accuracy"]
     for name, value in saved["pgr"].items():  # the PGR written is the one its accuracies give, or None
         assert value == (None if a["ceiling"] == a["weak"] else pytest.approx(pgr(a["weak"], a[name], a["ceiling"])))
