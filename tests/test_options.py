@@ -6,6 +6,7 @@ config field does what its comment says, against an expected value computed inde
 import csv
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -133,11 +134,16 @@ def test_learning_rate_warms_up_to_lr_then_decays_to_a_tenth_of_it():
 def test_train_config_steps_batches_evaluations_and_logged_numbers(grammar_task):
     """``steps`` losses on batches of ``batch_size`` rows, step t's batch being task.batch(seed, t);
     a record every ``eval_every`` steps and at the end; its train_loss is the mean of the losses since
-    the previous record, its lr the rate of the last step, and its val_loss is ``evaluate`` on
-    ``eval_windows`` windows of the model at that point."""
+    the previous record, its lr the rate of the last step, its val_loss is ``evaluate`` on
+    ``eval_windows`` windows of the model at that point and its elapsed_s the time since the start;
+    ``log(step, record)`` receives each record as it is made."""
     config = TrainConfig(steps=7, batch_size=3, eval_every=3, eval_windows=5, warmup=2, seed=6)
-    model, spy = TransformerLM(preset("tiny", grammar_task.tokenizer.vocab_size, 12), seed=0), Spy()
-    history = train(model, grammar_task, config, loss_fn=spy, progress=False)
+    model, spy, logged = TransformerLM(preset("tiny", grammar_task.tokenizer.vocab_size, 12), seed=0), Spy(), []
+    start = time.perf_counter()
+    history = train(model, grammar_task, config, loss_fn=spy, progress=False,
+                    log=lambda step, record: logged.append((step, record)))
+    wall = time.perf_counter() - start
+    assert logged == [(record["step"], record) for record in history]  # log(step, record) after each evaluation
     assert [step for step, _, _ in spy.calls] == list(range(7))
     for step, x, _ in spy.calls:
         np.testing.assert_array_equal(x, host(grammar_task.batch("train", 3, seed=6, step=step)[0]))
@@ -150,7 +156,7 @@ def test_train_config_steps_batches_evaluations_and_logged_numbers(grammar_task)
     assert [r["lr"] for r in history] == pytest.approx([lr_at(0), lr_at(2), lr_at(5), lr_at(6)])
     assert history[-1]["val_loss"] == evaluate(model, grammar_task, 5)["val_loss"]
     assert history[-1]["val_loss"] != evaluate(model, grammar_task, 256)["val_loss"]
-    assert 0 <= history[1]["elapsed_s"] <= history[-1]["elapsed_s"]
+    assert 0 <= history[1]["elapsed_s"] <= history[-1]["elapsed_s"] <= wall
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.3])

@@ -108,6 +108,38 @@ def test_a_fresh_run_starts_a_new_metrics_file_and_the_model_keeps_its_mode(task
     assert [r["step"] for r in read_metrics(str(tmp_path))] == [0, 2]  # the second run's records only
 
 
+def test_checkpoints_are_written_from_the_first_evaluation_after_step_0(task, tmp_path):
+    """Step 0 (the untrained model) is evaluated but not saved: a run stopped at step 0 leaves no
+    checkpoint (it starts again from 0); with eval_every = 1, one stopped at step 1 has step 1's."""
+    def stop_at(stop):
+        def loss_fn(model, x, y, step):
+            if step == stop:
+                raise KeyboardInterrupt
+            return cross_entropy_loss(model, x, y, step)
+        return loss_fn
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_model(task), task, CONFIG, out=str(tmp_path / "a"), loss_fn=stop_at(0), progress=False)
+    assert not (tmp_path / "a" / "checkpoint.npz").exists() and read_metrics(str(tmp_path / "a"))[0]["step"] == 0
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_model(task), task, replace(CONFIG, eval_every=1), out=str(tmp_path / "b"), loss_fn=stop_at(1),
+              progress=False)
+    assert checkpoint.load(str(tmp_path / "b" / "checkpoint.npz")).step == 1
+
+
+def test_an_error_before_the_first_update_is_not_blamed_on_the_learning_rate(task):
+    """Before any update nothing can have diverged: the loss's own error comes through, even when some
+    trained weights (here those of an ``extra`` module) are not finite."""
+    broken = tiny_model(task)
+    broken.wte.weight.data[...] = float("nan")
+
+    def refuses(model, x, y, step):
+        raise ValueError("the loss's own complaint")
+
+    with pytest.raises(ValueError, match="^the loss's own complaint$"):
+        train(tiny_model(task), task, CONFIG, loss_fn=refuses, extra=broken, progress=False)
+
+
 def test_resume_needs_a_checkpoint(task, tmp_path):
     with pytest.raises(ValueError, match="resume=True needs a checkpoint"):
         train(tiny_model(task), task, CONFIG, out=str(tmp_path), resume=True, progress=False)
@@ -180,9 +212,10 @@ def test_progress_bar_by_default_none_when_quiet(task, tmp_path, capsys):
     """``train`` and ``run`` show a progress bar on stderr by default (steps done of the total, the
     validation loss), ``minikd train`` unless --quiet; ``progress=False`` shows nothing."""
     config = replace(CONFIG, steps=2, eval_every=2)
-    train(tiny_model(task), task, config)
+    history = train(tiny_model(task), task, config)
     bar = capsys.readouterr().err
-    assert "train grammar" in bar and "2/2" in bar and "step/s" in bar and "val_loss=" in bar, bar
+    assert "train grammar" in bar and "2/2" in bar and "step/s" in bar, bar
+    assert f"val_loss={history[-1]['val_loss']:.4f}" in bar, bar
     train(tiny_model(task), task, config, progress=False)
     assert capsys.readouterr().err == ""
     path = tmp_path / "text.txt"
