@@ -159,6 +159,30 @@ def test_train_config_steps_batches_evaluations_and_logged_numbers(grammar_task)
     assert 0 <= history[1]["elapsed_s"] <= history[-1]["elapsed_s"] <= wall
 
 
+def test_make_optimizer_builds_the_named_optimizer_over_every_module():
+    """``adamw``: AdamW(lr, β = (0.9, 0.95), weight_decay); ``sgd``: SGD(lr) with momentum 0.9; both over
+    the parameters of the model and of every extra module, in order."""
+    model, extra = (TransformerLM(preset("tiny", 7, 4), seed=s) for s in (0, 1))
+    adamw = TrainConfig(lr=0.02, weight_decay=0.3).make_optimizer(model, extra)
+    assert (adamw.lr, adamw.beta1, adamw.beta2, adamw.weight_decay) == (0.02, 0.9, 0.95, 0.3)
+    assert [id(p) for p in adamw.params] == [id(p) for p in [*model.parameters(), *extra.parameters()]]
+    sgd = TrainConfig(lr=0.5, optimizer="sgd").make_optimizer(model)
+    assert (type(sgd).__name__, sgd.lr, sgd.momentum) == ("SGD", 0.5, 0.9)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("batch_size", 0, "batch_size must be a positive integer, got 0"),
+    ("warmup", -1, "warmup must be an integer >= 0, got -1"),
+    ("seed", True, "seed must be an integer >= 0, got True"),
+    ("lr", 0.0, "lr must be a finite number > 0, got lr=0.0"),
+    ("weight_decay", float("inf"), "weight_decay must be a finite number >= 0, got weight_decay=inf"),
+    ("grad_clip", -0.5, "grad_clip must be a finite number >= 0, got grad_clip=-0.5"),
+])
+def test_train_config_names_the_field_and_value_it_refuses(field, value, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        TrainConfig(**{field: value})
+
+
 @pytest.mark.parametrize("weight_decay", [0.0, 0.3])
 def test_one_adamw_step_follows_its_formula(grammar_task, weight_decay):
     """The default optimizer's first step, unclipped: θ' = θ·(1 − lr·wd·[θ a matrix]) − lr·g/(|g| + ε)
