@@ -6,6 +6,7 @@ config field does what its comment says, against an expected value computed inde
 import csv
 import json
 import math
+import re
 import time
 
 import numpy as np
@@ -176,11 +177,30 @@ def test_make_optimizer_builds_the_named_optimizer_over_every_module():
     ("seed", True, "seed must be an integer >= 0, got True"),
     ("lr", 0.0, "lr must be a finite number > 0, got lr=0.0"),
     ("weight_decay", float("inf"), "weight_decay must be a finite number >= 0, got weight_decay=inf"),
+    ("seed", -1, "seed must be an integer >= 0, got -1"),
     ("grad_clip", -0.5, "grad_clip must be a finite number >= 0, got grad_clip=-0.5"),
+    ("grad_clip", True, "grad_clip must be a finite number >= 0, got grad_clip=True"),
+    ("optimizer", "adam", "optimizer must be one of 'adamw', 'sgd'; got optimizer='adam'"),
 ])
 def test_train_config_names_the_field_and_value_it_refuses(field, value, message):
-    with pytest.raises(ValueError, match=f"^{message}$"):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         TrainConfig(**{field: value})
+
+
+def test_train_config_accepts_the_edges_of_its_ranges():
+    """warmup, seed, weight_decay and grad_clip may be 0; any lr > 0 (also 1); NumPy numbers become Python's."""
+    config = TrainConfig(warmup=0, seed=np.int64(0), weight_decay=0, grad_clip=0, lr=1)
+    assert (config.warmup, config.seed, config.weight_decay, config.grad_clip, config.lr) == (0, 0, 0.0, 0.0, 1.0)
+    assert type(config.seed) is int and type(config.lr) is float
+
+
+def test_evaluate_by_default_uses_the_windows_training_reports(grammar_task):
+    """``evaluate(model, task)`` scores the ``TrainConfig.eval_windows`` windows a training record uses
+    (the grammar task here has more, so another count would give another loss)."""
+    model = TransformerLM(preset("tiny", grammar_task.tokenizer.vocab_size, 12), seed=0)
+    assert grammar_task.num_windows("val") > TrainConfig.eval_windows + 1
+    assert evaluate(model, grammar_task) == evaluate(model, grammar_task, TrainConfig.eval_windows)
+    assert evaluate(model, grammar_task)["val_loss"] != evaluate(model, grammar_task, 300)["val_loss"]
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.3])
