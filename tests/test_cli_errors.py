@@ -416,6 +416,7 @@ def test_bad_values_are_refused_up_front(teacher_dir, text_file, tmp_path, capsy
         ([*distill, "--train-tokens", "0"], "--train-tokens must be a positive integer"),
         (["sweep", "--teacher", teacher_dir, "--lam", "", "--out", str(out)], "--lam must list at least one number"),
         ([*train, "--batch-size", "0"], "batch_size must be a positive integer"),
+        ([*train, "--dropout", "1.5"], "dropout must be in [0, 1), got 1.5"),
         ([*train, "--batch-size", str(10**12)], "batch_size=1000000000000 for this model would need about"),
         (["train", "--task", "grammar", "--data", text_file, "--out", str(out)],
          "--data is read only with --task text"),
