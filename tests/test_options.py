@@ -360,6 +360,10 @@ def test_weak_to_strong_flags_reach_the_config(monkeypatch, tmp_path):
         weak_preset="tiny", weak_steps=3, strong_preset="small", steps=4, n_verified=7, verified_batch=2, lam=0.2,
         T=1.5, alpha_max=0.3, alpha_warmup=0.1)
     assert (seen["out"], seen["seed"], seen["batch_size"], seen["progress"]) == (str(tmp_path), 8, 9, False)
+    assert (seen["resume"], seen["overwrite"]) == (False, False)
+    for flag in ("--resume", "--overwrite"):
+        assert main(["weak-to-strong", flag, "--out", str(tmp_path)]) == 0
+        assert (seen["resume"], seen["overwrite"], seen["progress"]) == (flag == "--resume", flag == "--overwrite", True)
 
 
 def test_weak_to_strong_experiment_sizes_and_its_metrics(addition_task):

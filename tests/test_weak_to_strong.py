@@ -26,6 +26,10 @@ def test_pgr_on_hand_made_numbers():
         pgr(0.5, 0.7, 0.5)
     with pytest.raises(ValueError, match="student must be a finite number"):
         pgr(0.5, math.nan, 0.9)
+    with pytest.raises(ValueError, match="^pgr: weak must be a finite number, got nan$"):
+        pgr(math.nan, 0.5, 0.9)
+    with pytest.raises(ValueError, match="^pgr: ceiling must be a finite number, got inf$"):
+        pgr(0.5, 0.7, math.inf)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +79,7 @@ def test_confidence_weight_warms_up_linearly(task):
     assert [loss.alpha_at(t) for t in (0, 10, 25, 80)] == pytest.approx([0.0, 0.24, 0.6, 0.6])
 
 
-def test_each_run_is_the_training_it_describes(tmp_path):
+def test_each_run_is_the_training_it_describes(tmp_path, capsys):
     """weak() and ceiling() train a fresh preset model (the experiment's seed) on the task with
     ``batch_size`` rows per step, ``evaluations`` evaluations besides step 0, each on every validation
     problem (here 300, more than the 256 of the default); student() trains on the weak labels with
@@ -106,6 +110,24 @@ def test_each_run_is_the_training_it_describes(tmp_path):
         assert final == {k: v for k, v in history[-1].items() if k != "elapsed_s"}, name
         assert 0 < experiment.timings[name] < 60
     assert experiment.results["mine"]["alpha"] == pytest.approx(0.4) and "kl_to_teacher" in experiment.results["mine"]
+    assert capsys.readouterr().err == ""  # progress=False: no bars
+
+
+def test_resuming_an_experiment_only_loads_its_finished_runs(tmp_path, capsys):
+    """With ``resume`` a run whose folder holds its finished training is loaded, not trained again: the
+    same weights, its metrics.jsonl untouched (a new training would log new times); its bar is full."""
+    task = data.AdditionTask(digits=1, train_examples=40, val_examples=10, seed=0)
+    config = WeakToStrongConfig(weak_preset="tiny", weak_steps=2, strong_preset="tiny", steps=2, n_verified=10,
+                                verified_batch=2)
+    first = Experiment(config, task, batch_size=4, out=str(tmp_path), progress=False)
+    weak = first.weak()
+    logged = (tmp_path / "weak" / "metrics.jsonl").read_bytes()
+    again = Experiment(config, task, batch_size=4, out=str(tmp_path), progress=True)
+    again.resume = True
+    assert_same_params(again.weak(), weak)
+    assert (tmp_path / "weak" / "metrics.jsonl").read_bytes() == logged
+    assert again.results["weak"] == first.results["weak"]
+    assert "| 2/2 [" in capsys.readouterr().err
 
 
 def test_end_to_end_writes_the_table(task, tmp_path, capsys):
@@ -175,6 +197,8 @@ def test_the_table_shows_each_runs_accuracy_and_pgr():
     _print_table(report, lines.append)
     text = "\n".join(lines)
     assert "weak labels: 25.0% of the weak-labelled training problems are right" in text
+    assert [line.split() for line in text.splitlines() if line.strip().startswith("model")] == [
+        ["model", "exact", "match", "PGR"]]
 
     def row(start):
         (line,) = [" ".join(line.split()) for line in text.splitlines() if line.strip().startswith(start)]
