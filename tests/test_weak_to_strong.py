@@ -182,8 +182,18 @@ def test_experiment_errors(task):
         Experiment(WeakToStrongConfig(n_verified=400), task)
     experiment = Experiment(config, task, batch_size=7)  # the largest verified_batch, n_verified that fit
     Experiment(WeakToStrongConfig(n_verified=399), task)
-    with pytest.raises(ValueError, match=r"call weak\(\) before student\(\)"):
+    with pytest.raises(ValueError, match=r"^train the weak teacher first: call weak\(\) before student\(\)$"):
         experiment.student()
+
+
+def test_experiment_pgr_reads_the_runs_accuracies(task):
+    """Experiment.pgr(name) = pgr(weak, name, ceiling) on the runs' exact-match accuracies; None where the
+    ceiling equals the weak teacher."""
+    experiment = Experiment(WeakToStrongConfig(n_verified=20), task)
+    experiment.results = {"weak": {"accuracy": 0.25}, "ceiling": {"accuracy": 0.75}, "mine": {"accuracy": 0.625}}
+    assert experiment.pgr("mine") == pytest.approx(0.75) and experiment.accuracy("mine") == 0.625
+    experiment.results["ceiling"] = {"accuracy": 0.25}
+    assert experiment.pgr("mine") is None
 
 
 def test_the_table_shows_each_runs_accuracy_and_pgr():
