@@ -193,14 +193,28 @@ def test_resume_names_every_kind_of_changed_setting(text_file, tmp_path, monkeyp
                                                         r"preset: was 'tiny', now 'small'; task: was 'text', now 'grammar'"):
         train_recipe.run("grammar", "small", CONFIG, str(tmp_path / "train"), dropout=0.1, resume=True,
                          progress=False, out_fn=lambda *a: None)
-    monkeypatch.setattr(w2s.Experiment, "weak", interrupted)
+    seen = []
+
+    def weak_interrupted(self):
+        seen.append((self.task, self.out, self.progress, self.resume))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(w2s.Experiment, "weak", weak_interrupted)
     task = data.AdditionTask(digits=1, train_examples=60, val_examples=20, seed=0)
     config = w2s.WeakToStrongConfig(weak_preset="tiny", strong_preset="tiny", n_verified=20, verified_batch=2)
+    out = str(tmp_path / "w2s")
     with pytest.raises(KeyboardInterrupt):
-        w2s.run(config, str(tmp_path / "w2s"), batch_size=8, task=task, progress=False)
+        w2s.run(config, out, batch_size=8, task=task, progress=False)
+    assert seen == [(task, out, False, False)]  # the experiment gets run()'s task, folder and progress
     with pytest.raises(run_folder.RunFolderError, match=r"batch_size: was 8, now 9; config.lam: was 0.5, now 0.2; "
                                                         r"seed: was 0, now 1; task: was 'addition', now None"):
-        w2s.run(replace(config, lam=0.2), str(tmp_path / "w2s"), seed=1, batch_size=9, resume=True, progress=False)
+        w2s.run(replace(config, lam=0.2), out, seed=1, batch_size=9, resume=True, progress=False)
+    with pytest.raises(run_folder.RunFolderError, match="already holds an unfinished 'minikd weak-to-strong' run"):
+        w2s.run(config, out, batch_size=8, task=task, progress=False)
+    for kwargs in ({"resume": True}, {"overwrite": True}):  # continued or replaced, with bars by default
+        with pytest.raises(KeyboardInterrupt):
+            w2s.run(config, out, batch_size=8, task=task, **kwargs)
+        assert seen[-1] == (task, out, True, kwargs.get("resume", False))
 
 
 def test_resuming_a_finished_training_only_loads_it(text_file, tmp_path):
@@ -301,7 +315,10 @@ def test_weak_to_strong_resumes_the_runs_it_had_not_finished(tmp_path, monkeypat
         patch.setattr(w2s.Experiment, "student", interrupted)
         with pytest.raises(KeyboardInterrupt):
             run(tmp_path / "killed")
+    finished = {name: (tmp_path / "killed" / name / "metrics.jsonl").read_bytes() for name in ("weak", "ceiling", "student")}
     resumed, whole = run(tmp_path / "killed", resume=True), run(tmp_path / "whole")
+    for name, logged in finished.items():  # the finished runs were loaded, not trained again
+        assert (tmp_path / "killed" / name / "metrics.jsonl").read_bytes() == logged, name
     for key in ("accuracy", "weak_label_accuracy", "pgr"):
         assert resumed[key] == whole[key]
     assert all(records(tmp_path / "killed" / name) == records(tmp_path / "whole" / name) for name in whole["final"])

@@ -71,12 +71,19 @@ def test_verified_rows_are_fresh_uniform_draws_from_the_verified_set(task):
     drawn = [picks(step, seed=3) for step in range(30)]  # 120 draws miss one of 5 rows with probability < 1e-10
     assert all(len(rows) == 4 for rows in drawn) and set(sum(drawn, [])) == set(range(5))
     assert drawn[0] != drawn[1] and drawn[0] != picks(0, seed=4) and picks(0) == picks(0, seed=0)
+    # a stream of their own: with every training problem verified, they are not the batch's rows
+    everything = WeakToStrongLoss(model(task), task, config, steps=10, alpha_max=0.0, seed=3)
+    for step in range(3):
+        x_batch, _ = task.batch("train", 4, seed=3, step=step)
+        assert not np.array_equal(backend.to_numpy(everything._verified_rows(step)[0]), backend.to_numpy(x_batch))
 
 
 def test_confidence_weight_warms_up_linearly(task):
     config = WeakToStrongConfig(alpha_warmup=0.25)
     loss = WeakToStrongLoss(model(task), task, config, steps=100, alpha_max=0.6)
     assert [loss.alpha_at(t) for t in (0, 10, 25, 80)] == pytest.approx([0.0, 0.24, 0.6, 0.6])
+    at_once = WeakToStrongLoss(model(task), task, WeakToStrongConfig(alpha_warmup=0.0), steps=100, alpha_max=0.6)
+    assert [at_once.alpha_at(t) for t in (0, 1, 50)] == pytest.approx([0.0, 0.6, 0.6])  # no warm-up: α_max at step 1
 
 
 def test_each_run_is_the_training_it_describes(tmp_path, capsys):
@@ -224,7 +231,8 @@ def test_the_table_shows_each_runs_accuracy_and_pgr():
 def test_cli_errors_write_nothing(tmp_path, capsys):
     for args, message in ((["--verified-batch", "40"], "must be smaller than batch_size"),
                           (["--n-verified", "30000"], "must be smaller than the 20000 training problems"),
-                          (["--lam", "-1"], "lam must be in")):
+                          (["--lam", "-1"], "lam must be in"),
+                          (["--batch-size", "0"], "batch_size must be a positive integer, got 0")):
         fresh = tmp_path / "never"
         assert main(["weak-to-strong", *args, "--out", str(fresh), "--quiet"]) == 2
         assert message in capsys.readouterr().err
