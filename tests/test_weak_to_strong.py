@@ -1,5 +1,6 @@
 """Weak-to-strong: PGR on hand-made numbers, the loss's limits and schedule, an end-to-end run, errors."""
 
+import inspect
 import json
 import math
 from dataclasses import asdict, replace
@@ -124,17 +125,44 @@ def test_resuming_an_experiment_only_loads_its_finished_runs(tmp_path, capsys):
     """With ``resume`` a run whose folder holds its finished training is loaded, not trained again: the
     same weights, its metrics.jsonl untouched (a new training would log new times); its bar is full."""
     task = data.AdditionTask(digits=1, train_examples=40, val_examples=10, seed=0)
-    config = WeakToStrongConfig(weak_preset="tiny", weak_steps=2, strong_preset="tiny", steps=2, n_verified=10,
+    config = WeakToStrongConfig(weak_preset="tiny", weak_steps=10, strong_preset="tiny", steps=2, n_verified=10,
                                 verified_batch=2)
     first = Experiment(config, task, batch_size=4, out=str(tmp_path), progress=False)
     weak = first.weak()
     logged = (tmp_path / "weak" / "metrics.jsonl").read_bytes()
+    assert [r["step"] for r in read_metrics(str(tmp_path / "weak"))] == [0, 2, 4, 6, 8, 10]  # 5 evaluations by default
     again = Experiment(config, task, batch_size=4, out=str(tmp_path), progress=True)
     again.resume = True
     assert_same_params(again.weak(), weak)
     assert (tmp_path / "weak" / "metrics.jsonl").read_bytes() == logged
     assert again.results["weak"] == first.results["weak"]
-    assert "| 2/2 [" in capsys.readouterr().err
+    assert "| 10/10 [" in capsys.readouterr().err
+
+
+def test_the_report_gathers_each_runs_results(tmp_path, monkeypatch):
+    """run()'s report (returned, printed, written to results.json) holds each run's final record and
+    accuracy and the PGR that its accuracies give; the confidence run has α_max (trainings replaced
+    by set results, so that the accuracies differ)."""
+    accuracy = {"weak": 0.25, "ceiling": 0.75, "student": 0.5, "student_confidence": 0.625}
+
+    def finish(self, name, **record):
+        self.results[name], self.timings[name] = {"accuracy": accuracy[name], **record}, 1.0
+
+    def weak(self):
+        finish(self, "weak")
+        self.weak_model, self.weak_label_accuracy = "a weak model", 0.375
+
+    monkeypatch.setattr(Experiment, "weak", weak)
+    monkeypatch.setattr(Experiment, "ceiling", lambda self: finish(self, "ceiling"))
+    monkeypatch.setattr(Experiment, "student", lambda self, name, alpha_max=0.0: finish(self, name, alpha=alpha_max))
+    config, lines = WeakToStrongConfig(n_verified=20, verified_batch=2), []
+    report = run(config, out=str(tmp_path), batch_size=6, task=data.AdditionTask(digits=1, train_examples=60, val_examples=20, seed=0),
+                 out_fn=lines.append)
+    assert report["pgr"] == {"student": pytest.approx(0.5), "student_confidence": pytest.approx(0.75)}
+    assert report["accuracy"] == accuracy and report["weak_label_accuracy"] == 0.375
+    assert report["final"]["student"]["alpha"] == 0.0 and report["final"]["student_confidence"]["alpha"] == 0.5
+    assert json.load(open(tmp_path / "results.json")) == json.loads(json.dumps(report))
+    assert lines[-1] == f"wrote {tmp_path / 'results.json'}" and "0.750" in "\n".join(lines)
 
 
 def test_end_to_end_writes_the_table(task, tmp_path, capsys):
@@ -197,6 +225,9 @@ def test_experiment_pgr_reads_the_runs_accuracies(task):
     """Experiment.pgr(name) = pgr(weak, name, ceiling) on the runs' exact-match accuracies; None where the
     ceiling equals the weak teacher."""
     experiment = Experiment(WeakToStrongConfig(n_verified=20), task)
+    defaults = inspect.signature(run).parameters  # by default, run()'s seed and batch size, with bars
+    assert (experiment.seed, experiment.batch_size, experiment.progress) == (
+        defaults["seed"].default, defaults["batch_size"].default, True)
     experiment.results = {"weak": {"accuracy": 0.25}, "ceiling": {"accuracy": 0.75}, "mine": {"accuracy": 0.625}}
     assert experiment.pgr("mine") == pytest.approx(0.75) and experiment.accuracy("mine") == 0.625
     experiment.results["ceiling"] = {"accuracy": 0.25}
