@@ -87,6 +87,9 @@ def test_cli_defaults_come_from_the_config_dataclasses():
     (train_parser,) = (a.choices["train"] for a in top._actions if a.dest == "command")
     choices = {a.dest: a.choices for a in train_parser._actions if a.choices is not None}
     assert choices == {"task": TASKS, "preset": tuple(PRESETS), "optimizer": OPTIMIZERS}  # from their owners
+    (w2s_parser,) = (a.choices["weak-to-strong"] for a in top._actions if a.dest == "command")
+    assert {a.dest: a.choices for a in w2s_parser._actions if a.choices is not None} == {
+        "weak_preset": tuple(PRESETS), "strong_preset": tuple(PRESETS)}
     w2s = vars(top.parse_args(["weak-to-strong"]))
     assert {name: w2s[name] for name in asdict(WeakToStrongConfig())} == asdict(WeakToStrongConfig())
     defaults = inspect.signature(weak_to_strong.run).parameters  # and the other flags', run()'s

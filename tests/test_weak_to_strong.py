@@ -203,8 +203,11 @@ def test_config_errors(kwargs, message):
 
 
 def test_config_accepts_the_ends_of_its_ranges():
+    """α_max and the warm-up fraction may be 0 or 1; NumPy numbers for λ and T become Python floats."""
     for value in (0.0, 1.0):
         assert WeakToStrongConfig(alpha_max=value, alpha_warmup=value).alpha_max == value
+    config = WeakToStrongConfig(lam=np.float32(0.25), T=np.float64(2.0))
+    assert (type(config.lam), type(config.T), config.lam, config.T) == (float, float, 0.25, 2.0)
 
 
 def test_experiment_errors(task):
