@@ -215,6 +215,10 @@ def test_resume_names_every_kind_of_changed_setting(text_file, tmp_path, monkeyp
         with pytest.raises(KeyboardInterrupt):
             w2s.run(config, out, batch_size=8, task=task, **kwargs)
         assert seen[-1] == (task, out, True, kwargs.get("resume", False))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        w2s.run(config, batch_size=8, task=task)
+    assert seen[-1][1] == "runs/weak_to_strong" and (tmp_path / "runs" / "weak_to_strong" / "run.json").exists()
 
 
 def test_resuming_a_finished_training_only_loads_it(text_file, tmp_path):

@@ -140,6 +140,23 @@ def test_an_error_before_the_first_update_is_not_blamed_on_the_learning_rate(tas
         train(tiny_model(task), task, CONFIG, loss_fn=refuses, extra=broken, progress=False)
 
 
+def test_an_error_after_updates_is_blamed_on_the_learning_rate_only_when_something_diverged(task):
+    """From step 1 on, a ValueError from the loss is reported as divergence (naming lr) when some trained
+    weights (here an ``extra`` module's) or the model's logits are no longer finite, and passed on as it
+    is when everything is finite."""
+    def refuses_at_1(model, x, y, step):
+        if step == 1:
+            raise ValueError("the loss's own complaint")
+        return cross_entropy_loss(model, x, y, step)
+
+    with pytest.raises(ValueError, match="^the loss's own complaint$"):
+        train(tiny_model(task), task, CONFIG, loss_fn=refuses_at_1, extra=tiny_model(task), progress=False)
+    broken = tiny_model(task)
+    broken.wte.weight.data[...] = float("nan")  # no gradient reaches it: the optimizer leaves it as it is
+    with pytest.raises(ValueError, match=r"^training diverged: by step 1 .*\(the loss's own complaint\); lr=0.003 "):
+        train(tiny_model(task), task, CONFIG, loss_fn=refuses_at_1, extra=broken, progress=False)
+
+
 def test_resume_names_a_missing_optimizer_buffer(task, tmp_path):
     """A checkpoint without training settings is resumed as far as it fits; an optimizer state that is
     not this optimizer's (SGD's velocity where AdamW needs m and v) is a CheckpointError naming it."""

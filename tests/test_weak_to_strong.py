@@ -90,20 +90,20 @@ def test_confidence_weight_warms_up_linearly(task):
 def test_each_run_is_the_training_it_describes(tmp_path, capsys):
     """weak() and ceiling() train a fresh preset model (the experiment's seed) on the task with
     ``batch_size`` rows per step, ``evaluations`` evaluations besides step 0, each on every validation
-    problem (here 300, more than the 256 of the default); student() trains on the weak labels with
+    problem (here 300, more than the 256 of the default; 4 evaluations of 4 steps: every step); student() trains on the weak labels with
     ``batch_size − verified_batch`` rows and the WeakToStrongLoss of its λ and α_max, measured against the
     weak teacher. The same trainings done by hand give the same weights and the same final records."""
     task = data.AdditionTask(digits=2, train_examples=60, val_examples=300, seed=0)
     config = WeakToStrongConfig(weak_preset="tiny", weak_steps=4, strong_preset="tiny", steps=4, n_verified=20,
                                 verified_batch=2, alpha_warmup=0.5)
-    experiment = Experiment(config, task, seed=2, batch_size=6, out=str(tmp_path), progress=False, evaluations=2)
+    experiment = Experiment(config, task, seed=2, batch_size=6, out=str(tmp_path), progress=False, evaluations=4)
     weak, ceiling = experiment.weak(), experiment.ceiling()
     student = experiment.student("mine", lam=0.3, alpha_max=0.4)
     assert not weak.training
 
     def by_hand(on_task, rows, **kwargs):
         reference = model(task, seed=2)
-        history = train(reference, on_task, TrainConfig(steps=4, batch_size=rows, eval_every=2, eval_windows=300,
+        history = train(reference, on_task, TrainConfig(steps=4, batch_size=rows, eval_every=1, eval_windows=300,
                                                         seed=2), progress=False, **kwargs)
         return reference, history
 
@@ -113,7 +113,7 @@ def test_each_run_is_the_training_it_describes(tmp_path, capsys):
             ("mine", student, by_hand(experiment.weak_labelled, 4, loss_fn=loss, describe=loss.describe,
                                       teacher=weak))):
         assert_same_params(trained, reference)
-        assert [r["step"] for r in read_metrics(str(tmp_path / name))] == [0, 2, 4]
+        assert [r["step"] for r in read_metrics(str(tmp_path / name))] == [0, 1, 2, 3, 4]
         final = {k: v for k, v in experiment.results[name].items() if k != "elapsed_s"}
         assert final == {k: v for k, v in history[-1].items() if k != "elapsed_s"}, name
         assert 0 < experiment.timings[name] < 60
@@ -137,6 +137,8 @@ def test_resuming_an_experiment_only_loads_its_finished_runs(tmp_path, capsys):
     assert (tmp_path / "weak" / "metrics.jsonl").read_bytes() == logged
     assert again.results["weak"] == first.results["weak"]
     assert "| 10/10 [" in capsys.readouterr().err
+    Experiment(config, task, batch_size=4, out=str(tmp_path), progress=False).weak()  # not resumed: trained anew
+    assert (tmp_path / "weak" / "metrics.jsonl").read_bytes() != logged  # (its times are new)
 
 
 def test_the_report_gathers_each_runs_results(tmp_path, monkeypatch):
