@@ -170,7 +170,9 @@ def test_resume_names_each_differing_setting_and_cleans_up(text_file, tmp_path, 
                        match=r"train_config\.seed: was 3, now 4; train_config\.steps: was 24, now 30"):
         train_recipe.run("text", "tiny", TrainConfig(**{**asdict(CONFIG), "seed": 4, "steps": 30}), str(out),
                          data=text_file, resume=True, progress=False, out_fn=lambda *a: None)
+    done = train_recipe.read_metrics(str(out), last_step=12)  # up to the checkpoint, with their times
     train_run(text_file, out, resume=True)
+    assert train_recipe.read_metrics(str(out))[:len(done)] == done  # continued from step 12, not trained anew
     whole = tmp_path / "whole"
     train_run(text_file, whole)
     same_checkpoints(out, whole)
