@@ -1,7 +1,9 @@
 """The command line: ``minikd check`` and ``minikd bench kd-loss`` on small sizes."""
 
 import argparse
+import inspect
 import json
+from dataclasses import asdict
 import subprocess
 import sys
 
@@ -43,6 +45,8 @@ def test_version_and_every_flag_has_help_and_shows_its_default(capsys):
     assert done.value.code == 0 and capsys.readouterr().out.startswith("minikd ")
     top = cli.parser()
     commands = next(a for a in top._actions if a.dest == "command")
+    listed = {action.dest: action.help for action in commands._choices_actions}  # `minikd --help`'s list
+    assert set(listed) == set(commands.choices) and all(listed.values()), listed
     for name, sub in commands.choices.items():
         parsers = [sub]
         for action in sub._actions:  # bench has kinds of its own
@@ -53,6 +57,11 @@ def test_version_and_every_flag_has_help_and_shows_its_default(capsys):
                 if action.dest in ("help", "benchmark"):
                     continue
                 assert action.help, f"minikd {name}: {action.option_strings or action.dest} has no help text"
+                if action.choices is not None and action.default is not None:
+                    assert action.default in action.choices, f"minikd {name}: {action.option_strings} default"
+                if action.dest == "out" and any(a.dest == "resume" for a in parser._actions):
+                    # a run folder: the command's own, inside the git-ignored runs/
+                    assert action.default == f"runs/{name.replace('-', '_')}", (name, action.default)
             assert parser.formatter_class is argparse.ArgumentDefaultsHelpFormatter, f"minikd {name} hides its defaults"
             parser.format_help()
 
@@ -60,6 +69,7 @@ def test_version_and_every_flag_has_help_and_shows_its_default(capsys):
 def test_cli_defaults_come_from_the_config_dataclasses():
     from minikd.recipes.distill import DistillConfig
     from minikd.recipes.train import TrainConfig
+    from minikd.recipes import weak_to_strong
     from minikd.recipes.weak_to_strong import WeakToStrongConfig
 
     top = cli.parser()
@@ -67,16 +77,35 @@ def test_cli_defaults_come_from_the_config_dataclasses():
     assert (distill.lam, distill.T, distill.divergence, distill.form) == (
         DistillConfig.lam, DistillConfig.T, DistillConfig.divergence, DistillConfig.form)
     assert (distill.steps, distill.batch_size, distill.lr) == (TrainConfig.steps, TrainConfig.batch_size, TrainConfig.lr)
-    w2s = top.parse_args(["weak-to-strong"])
-    assert (w2s.weak_steps, w2s.steps, w2s.alpha_max) == (WeakToStrongConfig.weak_steps, WeakToStrongConfig.steps,
-                                                         WeakToStrongConfig.alpha_max)
+    from minikd.nn.model import PRESETS, ModelConfig
+    from minikd.recipes.train import OPTIMIZERS
+    from minikd.tasks.data import TASKS
+
+    train = top.parse_args(["train"])  # by default, the grammar teacher (as `minikd train --help` says)
+    assert (train.task, train.preset, train.optimizer, train.dropout) == ("grammar", "teacher", TrainConfig.optimizer,
+                                                                          ModelConfig.dropout)
+    (train_parser,) = (a.choices["train"] for a in top._actions if a.dest == "command")
+    choices = {a.dest: a.choices for a in train_parser._actions if a.choices is not None}
+    assert choices == {"task": TASKS, "preset": tuple(PRESETS), "optimizer": OPTIMIZERS}  # from their owners
+    (w2s_parser,) = (a.choices["weak-to-strong"] for a in top._actions if a.dest == "command")
+    assert {a.dest: a.choices for a in w2s_parser._actions if a.choices is not None} == {
+        "weak_preset": tuple(PRESETS), "strong_preset": tuple(PRESETS)}
+    w2s = vars(top.parse_args(["weak-to-strong"]))
+    assert {name: w2s[name] for name in asdict(WeakToStrongConfig())} == asdict(WeakToStrongConfig())
+    defaults = inspect.signature(weak_to_strong.run).parameters  # and the other flags', run()'s
+    assert {name: w2s[name] for name in ("batch_size", "seed", "out")} == {
+        name: defaults[name].default for name in ("batch_size", "seed", "out")}
 
 
 def test_generate_and_eval_on_a_trained_run(tmp_path, capsys):
     run = tmp_path / "run"
     assert cli.main(["train", "--task", "addition", "--preset", "tiny", "--steps", "4", "--eval-every", "4",
                      "--out", str(run), "--quiet"]) == 0
-    capsys.readouterr()
+    from minikd.recipes.train import TrainConfig
+
+    accuracy = json.load(open(run / "summary.json"))["accuracy"]  # the printout reads the summary's
+    assert f"exact-match accuracy {accuracy:.1%} on {TrainConfig.eval_windows} validation problems" \
+        in capsys.readouterr().out
     assert cli.main(["generate", str(run), "--prompt", "123+045=", "--max-new-tokens", "4", "--greedy",
                      "--samples", "2"]) == 0
     lines = capsys.readouterr().out.split()

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -170,12 +170,57 @@ def test_resume_names_each_differing_setting_and_cleans_up(text_file, tmp_path, 
                        match=r"train_config\.seed: was 3, now 4; train_config\.steps: was 24, now 30"):
         train_recipe.run("text", "tiny", TrainConfig(**{**asdict(CONFIG), "seed": 4, "steps": 30}), str(out),
                          data=text_file, resume=True, progress=False, out_fn=lambda *a: None)
+    done = train_recipe.read_metrics(str(out), last_step=12)  # up to the checkpoint, with their times
     train_run(text_file, out, resume=True)
+    assert train_recipe.read_metrics(str(out))[:len(done)] == done  # continued from step 12, not trained anew
     whole = tmp_path / "whole"
     train_run(text_file, whole)
     same_checkpoints(out, whole)
     assert records(out) == records(whole)  # the extra lines were cut back to the checkpoint's step
     assert not [name for name in os.listdir(out) if name.endswith(".tmp")]
+
+
+def test_resume_names_every_kind_of_changed_setting(text_file, tmp_path, monkeypatch):
+    """Every setting a run folder records for ``train`` and ``weak-to-strong`` is named when a resume
+    changes it (runs interrupted before their first step: nothing is trained here)."""
+    from minikd.recipes import weak_to_strong as w2s
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_recipe, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(text_file, tmp_path / "train")
+    with pytest.raises(run_folder.RunFolderError, match=r"data: was \{.*\}, now None; dropout: was 0.0, now 0.1; "
+                                                        r"preset: was 'tiny', now 'small'; task: was 'text', now 'grammar'"):
+        train_recipe.run("grammar", "small", CONFIG, str(tmp_path / "train"), dropout=0.1, resume=True,
+                         progress=False, out_fn=lambda *a: None)
+    seen = []
+
+    def weak_interrupted(self):
+        seen.append((self.task, self.out, self.progress, self.resume))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(w2s.Experiment, "weak", weak_interrupted)
+    task = data.AdditionTask(digits=1, train_examples=60, val_examples=20, seed=0)
+    config = w2s.WeakToStrongConfig(weak_preset="tiny", strong_preset="tiny", n_verified=20, verified_batch=2)
+    out = str(tmp_path / "w2s")
+    with pytest.raises(KeyboardInterrupt):
+        w2s.run(config, out, batch_size=8, task=task, progress=False)
+    assert seen == [(task, out, False, False)]  # the experiment gets run()'s task, folder and progress
+    with pytest.raises(run_folder.RunFolderError, match=r"batch_size: was 8, now 9; config.lam: was 0.5, now 0.2; "
+                                                        r"seed: was 0, now 1; task: was 'addition', now None"):
+        w2s.run(replace(config, lam=0.2), out, seed=1, batch_size=9, resume=True, progress=False)
+    with pytest.raises(run_folder.RunFolderError, match="already holds an unfinished 'minikd weak-to-strong' run"):
+        w2s.run(config, out, batch_size=8, task=task, progress=False)
+    for kwargs in ({"resume": True}, {"overwrite": True}):  # continued or replaced, with bars by default
+        with pytest.raises(KeyboardInterrupt):
+            w2s.run(config, out, batch_size=8, task=task, **kwargs)
+        assert seen[-1] == (task, out, True, kwargs.get("resume", False))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        w2s.run(config, batch_size=8, task=task)
+    assert seen[-1][1] == "runs/weak_to_strong" and (tmp_path / "runs" / "weak_to_strong" / "run.json").exists()
 
 
 def test_resuming_a_finished_training_only_loads_it(text_file, tmp_path):
@@ -276,7 +321,10 @@ def test_weak_to_strong_resumes_the_runs_it_had_not_finished(tmp_path, monkeypat
         patch.setattr(w2s.Experiment, "student", interrupted)
         with pytest.raises(KeyboardInterrupt):
             run(tmp_path / "killed")
+    finished = {name: (tmp_path / "killed" / name / "metrics.jsonl").read_bytes() for name in ("weak", "ceiling", "student")}
     resumed, whole = run(tmp_path / "killed", resume=True), run(tmp_path / "whole")
+    for name, logged in finished.items():  # the finished runs were loaded, not trained again
+        assert (tmp_path / "killed" / name / "metrics.jsonl").read_bytes() == logged, name
     for key in ("accuracy", "weak_label_accuracy", "pgr"):
         assert resumed[key] == whole[key]
     assert all(records(tmp_path / "killed" / name) == records(tmp_path / "whole" / name) for name in whole["final"])
@@ -391,7 +439,8 @@ def test_bad_values_are_refused_up_front(teacher_dir, text_file, tmp_path, capsy
         ([*distill, "--train-tokens", "0"], "--train-tokens must be a positive integer"),
         (["sweep", "--teacher", teacher_dir, "--lam", "", "--out", str(out)], "--lam must list at least one number"),
         ([*train, "--batch-size", "0"], "batch_size must be a positive integer"),
-        ([*train, "--batch-size", str(10**12)], "would need about"),
+        ([*train, "--dropout", "1.5"], "dropout must be in [0, 1), got 1.5"),
+        ([*train, "--batch-size", str(10**12)], "batch_size=1000000000000 for this model would need about"),
         (["train", "--task", "grammar", "--data", text_file, "--out", str(out)],
          "--data is read only with --task text"),
         ([*distill, "--layer-map", "1:1"], "--layer-map needs --hidden-weight"),

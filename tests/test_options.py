@@ -6,6 +6,8 @@ config field does what its comment says, against an expected value computed inde
 import csv
 import json
 import math
+import re
+import time
 
 import numpy as np
 import pytest
@@ -91,6 +93,21 @@ def test_summary_unigram_loss_is_the_smoothed_training_frequencies_on_validation
     assert unigram_loss(grammar_task, n_windows=300) == pytest.approx(expected, rel=1e-6)
 
 
+def test_unigram_loss_smooths_over_the_whole_vocabulary(tmp_path):
+    """Add-one smoothing counts every vocabulary id, also one the training targets never hold: here the
+    last id ('z') occurs only in the validation tail, so it gets probability 1/(N + V)."""
+    path = tmp_path / "tail.txt"
+    path.write_text("abcab" * 36 + "zz", encoding="utf-8")  # 182 characters; validation: the last 18
+    task = data.load_task("text", data=str(path), block_size=4)
+    assert task.tokenizer.vocab_size == 4 and "z" not in task.tokenizer.decode(task.splits["train"][0])
+    _, y_train = task.eval_set("train", 2048)
+    _, y_val = task.eval_set("val", 2048)
+    counts = np.bincount(host(y_train).ravel(), minlength=4) + 1.0
+    assert counts[3] == 1.0
+    expected = -np.log(counts / counts.sum())[host(y_val).ravel()].mean()
+    assert unigram_loss(task) == pytest.approx(expected, rel=1e-6)
+
+
 # --- TrainConfig, through train() -------------------------------------------------------------------------
 
 class Spy:
@@ -105,14 +122,29 @@ class Spy:
         return loss
 
 
+def test_learning_rate_warms_up_to_lr_then_decays_to_a_tenth_of_it():
+    """``lr`` is the peak after a linear warm-up of ``warmup`` steps; a cosine brings it down to lr / 10
+    at ``steps``, never rising."""
+    lr_at = TrainConfig(steps=20, lr=0.02, warmup=4).lr_schedule()
+    assert [lr_at(t) for t in range(4)] == pytest.approx([0.005, 0.01, 0.015, 0.02])
+    decay = [lr_at(t) for t in range(4, 21)]
+    assert decay[0] == pytest.approx(0.02) and decay[-1] == pytest.approx(0.002)
+    assert all(a >= b for a, b in zip(decay, decay[1:]))
+
+
 def test_train_config_steps_batches_evaluations_and_logged_numbers(grammar_task):
     """``steps`` losses on batches of ``batch_size`` rows, step t's batch being task.batch(seed, t);
     a record every ``eval_every`` steps and at the end; its train_loss is the mean of the losses since
-    the previous record, its lr the rate of the last step, and its val_loss is ``evaluate`` on
-    ``eval_windows`` windows of the model at that point."""
+    the previous record, its lr the rate of the last step, its val_loss is ``evaluate`` on
+    ``eval_windows`` windows of the model at that point and its elapsed_s the time since the start;
+    ``log(step, record)`` receives each record as it is made."""
     config = TrainConfig(steps=7, batch_size=3, eval_every=3, eval_windows=5, warmup=2, seed=6)
-    model, spy = TransformerLM(preset("tiny", grammar_task.tokenizer.vocab_size, 12), seed=0), Spy()
-    history = train(model, grammar_task, config, loss_fn=spy, progress=False)
+    model, spy, logged = TransformerLM(preset("tiny", grammar_task.tokenizer.vocab_size, 12), seed=0), Spy(), []
+    start = time.perf_counter()
+    history = train(model, grammar_task, config, loss_fn=spy, progress=False,
+                    log=lambda step, record: logged.append((step, record)))
+    wall = time.perf_counter() - start
+    assert logged == [(record["step"], record) for record in history]  # log(step, record) after each evaluation
     assert [step for step, _, _ in spy.calls] == list(range(7))
     for step, x, _ in spy.calls:
         np.testing.assert_array_equal(x, host(grammar_task.batch("train", 3, seed=6, step=step)[0]))
@@ -125,7 +157,50 @@ def test_train_config_steps_batches_evaluations_and_logged_numbers(grammar_task)
     assert [r["lr"] for r in history] == pytest.approx([lr_at(0), lr_at(2), lr_at(5), lr_at(6)])
     assert history[-1]["val_loss"] == evaluate(model, grammar_task, 5)["val_loss"]
     assert history[-1]["val_loss"] != evaluate(model, grammar_task, 256)["val_loss"]
-    assert 0 <= history[1]["elapsed_s"] <= history[-1]["elapsed_s"]
+    assert 0 <= history[1]["elapsed_s"] <= history[-1]["elapsed_s"] <= wall
+
+
+def test_make_optimizer_builds_the_named_optimizer_over_every_module():
+    """``adamw``: AdamW(lr, β = (0.9, 0.95), weight_decay); ``sgd``: SGD(lr) with momentum 0.9; both over
+    the parameters of the model and of every extra module, in order."""
+    model, extra = (TransformerLM(preset("tiny", 7, 4), seed=s) for s in (0, 1))
+    adamw = TrainConfig(lr=0.02, weight_decay=0.3).make_optimizer(model, extra)
+    assert (adamw.lr, adamw.beta1, adamw.beta2, adamw.weight_decay) == (0.02, 0.9, 0.95, 0.3)
+    assert [id(p) for p in adamw.params] == [id(p) for p in [*model.parameters(), *extra.parameters()]]
+    sgd = TrainConfig(lr=0.5, optimizer="sgd").make_optimizer(model)
+    assert (type(sgd).__name__, sgd.lr, sgd.momentum) == ("SGD", 0.5, 0.9)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("batch_size", 0, "batch_size must be a positive integer, got 0"),
+    ("warmup", -1, "warmup must be an integer >= 0, got -1"),
+    ("seed", True, "seed must be an integer >= 0, got True"),
+    ("lr", 0.0, "lr must be a finite number > 0, got lr=0.0"),
+    ("weight_decay", float("inf"), "weight_decay must be a finite number >= 0, got weight_decay=inf"),
+    ("seed", -1, "seed must be an integer >= 0, got -1"),
+    ("grad_clip", -0.5, "grad_clip must be a finite number >= 0, got grad_clip=-0.5"),
+    ("grad_clip", True, "grad_clip must be a finite number >= 0, got grad_clip=True"),
+    ("optimizer", "adam", "optimizer must be one of 'adamw', 'sgd'; got optimizer='adam'"),
+])
+def test_train_config_names_the_field_and_value_it_refuses(field, value, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        TrainConfig(**{field: value})
+
+
+def test_train_config_accepts_the_edges_of_its_ranges():
+    """warmup, seed, weight_decay and grad_clip may be 0; any lr > 0 (also 1); NumPy numbers become Python's."""
+    config = TrainConfig(warmup=0, seed=np.int64(0), weight_decay=0, grad_clip=0, lr=1)
+    assert (config.warmup, config.seed, config.weight_decay, config.grad_clip, config.lr) == (0, 0, 0.0, 0.0, 1.0)
+    assert type(config.seed) is int and type(config.lr) is float
+
+
+def test_evaluate_by_default_uses_the_windows_training_reports(grammar_task):
+    """``evaluate(model, task)`` scores the ``TrainConfig.eval_windows`` windows a training record uses
+    (the grammar task here has more, so another count would give another loss)."""
+    model = TransformerLM(preset("tiny", grammar_task.tokenizer.vocab_size, 12), seed=0)
+    assert grammar_task.num_windows("val") > TrainConfig.eval_windows + 1
+    assert evaluate(model, grammar_task) == evaluate(model, grammar_task, TrainConfig.eval_windows)
+    assert evaluate(model, grammar_task)["val_loss"] != evaluate(model, grammar_task, 300)["val_loss"]
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.3])
@@ -285,6 +360,10 @@ def test_weak_to_strong_flags_reach_the_config(monkeypatch, tmp_path):
         weak_preset="tiny", weak_steps=3, strong_preset="small", steps=4, n_verified=7, verified_batch=2, lam=0.2,
         T=1.5, alpha_max=0.3, alpha_warmup=0.1)
     assert (seen["out"], seen["seed"], seen["batch_size"], seen["progress"]) == (str(tmp_path), 8, 9, False)
+    assert (seen["resume"], seen["overwrite"]) == (False, False)
+    for flag in ("--resume", "--overwrite"):
+        assert main(["weak-to-strong", flag, "--out", str(tmp_path)]) == 0
+        assert (seen["resume"], seen["overwrite"], seen["progress"]) == (flag == "--resume", flag == "--overwrite", True)
 
 
 def test_weak_to_strong_experiment_sizes_and_its_metrics(addition_task):

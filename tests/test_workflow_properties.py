@@ -82,6 +82,30 @@ def test_evaluation_scores_only_answer_positions_and_accuracy_is_exact_match(add
     assert evaluate(model, task, n_windows=n)["accuracy"] >= 0.5
 
 
+def test_evaluation_in_batches_sums_every_window_once(grammar_task, grammar_teacher):
+    """``batch_size`` only groups the windows: 40 windows in batches of 7 (the last one short) give the
+    metrics of one batch of 40, so every window is counted exactly once."""
+    model = model_for(grammar_task, seed=1)
+    whole = evaluate(model, grammar_task, n_windows=40, teacher=grammar_teacher, batch_size=64)
+    batched = evaluate(model, grammar_task, n_windows=40, teacher=grammar_teacher, batch_size=7)
+    assert batched.keys() == whole.keys()
+    for name, value in whole.items():
+        assert batched[name] == pytest.approx(value, rel=1e-6), name
+
+
+def test_accuracy_is_measured_on_the_evaluated_split_and_windows(addition_task, addition_teacher):
+    """``accuracy`` scores the same problems as the loss: the first ``n_windows`` of ``split``. On a copy
+    whose training answers and first 10 validation answers are the model's own completions, those score
+    1, the whole validation set less."""
+    model, task = addition_teacher, copy.copy(addition_task)
+    P, n = task.prompt_length, len(task.examples["val"])
+    own = {split: greedy_np(model, task.examples[split][:, :P], task.digits + 1) for split in ("train", "val")}
+    task.examples = {"train": own["train"], "val": np.concatenate([own["val"][:10], task.examples["val"][10:]])}
+    assert evaluate(model, task, n_windows=10)["accuracy"] == 1.0
+    assert evaluate(model, task, n_windows=n)["accuracy"] < 1.0  # the test has power: not every answer is its own
+    assert evaluate(model, task, n_windows=n, split="train")["accuracy"] == 1.0
+
+
 def test_evaluation_is_deterministic_and_equals_eval_mode_evaluation(grammar_task):
     """A model with dropout 0.5, handed over in training mode, is evaluated as in evaluation mode: the
     numbers equal those of the same weights without dropout, twice; its mode is restored.
