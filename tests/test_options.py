@@ -346,6 +346,31 @@ def test_sweep_rows_are_the_grid_and_lambda_zero_is_cross_entropy(tmp_path, gram
     assert float(rows[1]["val_loss"]) != pytest.approx(final["val_loss"], rel=1e-6)
 
 
+def test_each_sweep_row_is_the_student_distilled_with_its_own_setting(tmp_path, grammar_teacher_dir):
+    """``minikd sweep --lam 0.5 --T 1,4`` with a label noise and a teacher bias: each row's numbers are those
+    of a student distilled directly with DistillConfig(λ, T of that row, the noise, the bias)."""
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--teacher", grammar_teacher_dir, "--student-preset", "tiny", "--lam", "0.5", "--T", "1,4",
+                 "--label-noise", "0.3", "--teacher-bias", "the,cats,4", "--form", "additive", "--train-tokens", "5000",
+                 "--steps", "2", "--batch-size", "3", "--eval-every", "2", "--seed", "1", "--out", str(out),
+                 "--quiet"]) == 0
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(float(r["lam"]), float(r["T"]), r["form"]) for r in rows] == [(0.5, 1.0, "additive"), (0.5, 4.0, "additive")]
+    _, teacher, task = load_setting(grammar_teacher_dir, seed=1, train_tokens=5000)
+    bias = (task.tokenizer.ids["the"], task.tokenizer.ids["cats"], 4.0)
+    config = TrainConfig(steps=2, batch_size=3, eval_every=2, seed=1)
+    for row, T in zip(rows, (1.0, 4.0)):
+        student = new_student("tiny", task, teacher, 1)
+        kd = DistillConfig(lam=0.5, T=T, form="additive", label_noise=0.3, teacher_bias=bias)
+        final = train(student, task, config, loss_fn=Distiller(teacher, kd, 2, seed=1), progress=False,
+                      teacher=teacher)[-1]
+        assert float(row["val_loss"]) == pytest.approx(final["val_loss"], rel=1e-6), T
+    assert rows[0]["val_loss"] != rows[1]["val_loss"]
+    settings = json.loads((out / "run.json").read_text())["settings"]
+    assert settings["temperatures"] == [1.0, 4.0] and settings["base"]["teacher_bias"] == list(bias)
+
+
 # --- minikd weak-to-strong ---------------------------------------------------------------------------------
 
 def test_weak_to_strong_flags_reach_the_config(monkeypatch, tmp_path):
