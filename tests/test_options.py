@@ -371,6 +371,21 @@ def test_each_sweep_row_is_the_student_distilled_with_its_own_setting(tmp_path, 
     assert settings["temperatures"] == [1.0, 4.0] and settings["base"]["teacher_bias"] == list(bias)
 
 
+def test_sweep_flags_resume_and_overwrite_reach_the_run_folder(tmp_path, grammar_teacher_dir, capsys):
+    """A second ``minikd sweep`` into a finished folder is refused; ``--resume`` says there is nothing to
+    continue; ``--overwrite`` runs it again, to the same rows."""
+    out = tmp_path / "sweep"
+    args = ["sweep", "--teacher", grammar_teacher_dir, "--student-preset", "tiny", "--lam", "0,1", "--T", "2",
+            "--train-tokens", "5000", "--steps", "2", "--batch-size", "3", "--eval-every", "2", "--out", str(out),
+            "--quiet"]
+    assert main(args) == 0
+    first = (out / "results.csv").read_text()
+    capsys.readouterr()
+    assert main(args) == 1 and "already holds a finished 'minikd sweep' run" in capsys.readouterr().err
+    assert main(args + ["--resume"]) == 1 and "is finished; nothing to continue" in capsys.readouterr().err
+    assert main(args + ["--overwrite"]) == 0 and (out / "results.csv").read_text() == first
+
+
 # --- minikd weak-to-strong ---------------------------------------------------------------------------------
 
 def test_weak_to_strong_flags_reach_the_config(monkeypatch, tmp_path):
