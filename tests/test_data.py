@@ -133,10 +133,16 @@ def test_default_text_task_windows_and_held_out_tenth(tmp_path):
             data.text_task(str(path), val_fraction=fraction)
 
 
-@pytest.mark.parametrize("name", data.TASKS)
-def test_load_task_builds_the_task_it_names_with_its_seed_and_sizes(tmp_path, name):
+def pangram_file(tmp_path):
+    """A small text file (440 characters, 28 symbols) for the text task."""
     path = tmp_path / "t.txt"
     path.write_text("the quick brown fox jumps over the lazy dog\n" * 10, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("name", data.TASKS)
+def test_load_task_builds_the_task_it_names_with_its_seed_and_sizes(tmp_path, name):
+    path = pangram_file(tmp_path)
     sizes = {"grammar": {"block_size": 8, "train_tokens": 1500, "val_tokens": 700},
              "addition": {"digits": 1, "train_examples": 40, "val_examples": 9},
              "text": {"block_size": 5}}[name]
@@ -169,10 +175,8 @@ def test_grammar_streams_hold_the_tokens_asked_for_in_rows_of_stream_length():
 
 
 def window_tasks(tmp_path):
-    path = tmp_path / "t.txt"
-    path.write_text("the quick brown fox jumps over the lazy dog\n" * 10, encoding="utf-8")
     return [data.GrammarTask(block_size=8, train_tokens=3000, val_tokens=1000, stream_length=100, seed=2),
-            data.text_task(str(path), block_size=7)]
+            data.text_task(str(pangram_file(tmp_path)), block_size=7)]
 
 
 def test_window_starts_are_every_place_a_whole_window_fits(tmp_path):
