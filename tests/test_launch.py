@@ -6,7 +6,6 @@ The wiring tests replace ``launch.run``, ``launch.sweep`` or ``launch.train`` by
 cost no training; the rest train a tiny student for one or two steps.
 """
 
-import csv
 import os
 import warnings
 
