@@ -6,11 +6,15 @@ The wiring tests replace ``launch.run``, ``launch.sweep`` or ``launch.train`` by
 cost no training; the rest train a tiny student for one or two steps.
 """
 
+import json
 import os
 import warnings
+from dataclasses import asdict, replace
+from types import SimpleNamespace
 
 import pytest
 
+from minikd.nn import schedules
 from minikd.nn.model import PRESETS, TransformerLM, preset
 from minikd.recipes import checkpoint, launch, run_folder
 from minikd.recipes.distill import DistillConfig
@@ -207,12 +211,14 @@ def test_each_row_holds_its_settings_and_the_final_metrics_without_step_lr_or_ti
         return history
 
     monkeypatch.setattr(launch, "train", spy)
-    rows = launch.sweep(teacher_dir, [0.25], [1.0, 3.0], DistillConfig(divergence="jsd", form="additive"), ONE_STEP,
+    two_steps = replace(ONE_STEP, steps=2)  # evaluations at steps 0, 1 and 2: the row is the last one's
+    rows = launch.sweep(teacher_dir, [0.25], [1.0, 3.0], DistillConfig(divergence="jsd", form="additive"), two_steps,
                         str(tmp_path / "s"), student_preset="tiny", train_tokens=2000, progress=False,
                         out_fn=lambda *a: None)
     for row, final, T in zip(rows, finals, (1.0, 3.0)):
         metrics = {k: v for k, v in final.items() if k not in ("step", "lr", "elapsed_s")}
-        assert row == {"lam": 0.25, "T": T, "divergence": "jsd", "form": "additive", "steps": 1, "seed": 3, **metrics}
+        assert final["step"] == 2
+        assert row == {"lam": 0.25, "T": T, "divergence": "jsd", "form": "additive", "steps": 2, "seed": 3, **metrics}
         assert {"val_loss", "kl_to_teacher", "agreement"} <= set(metrics) and "elapsed_s" in final
 
 
@@ -237,14 +243,14 @@ def test_read_rows_turns_numbers_back_and_drops_a_cut_last_line(tmp_path):
     for row in ({"lam": 0.5, "steps": 2, "divergence": "jsd", "val_loss": 1e-05},
                 {"lam": 1.0, "steps": 3, "divergence": "reverse_kl", "val_loss": 2.5}):
         launch.append_row(str(path), row)
-    whole = path.read_text()
+    whole = path.read_bytes()  # csv's own line ends, \r\n
     rows = launch.read_rows(str(path))
     assert rows == [{"lam": 0.5, "steps": 2, "divergence": "jsd", "val_loss": 1e-05},
                     {"lam": 1.0, "steps": 3, "divergence": "reverse_kl", "val_loss": 2.5}]
     assert [type(v) for v in rows[0].values()] == [float, int, str, float]
-    assert path.read_text() == whole  # a complete file is left as it is
-    path.write_text(whole + "0.75,4,js")
-    assert launch.read_rows(str(path)) == rows and path.read_text() == whole
+    assert path.read_bytes() == whole  # a complete file is left as it is
+    path.write_bytes(whole + b"0.75,4,js")
+    assert launch.read_rows(str(path)) == rows and path.read_bytes() == whole  # the cut line gone, the rest as it was
 
 
 # --- what the commands print -------------------------------------------------------------------------------
@@ -308,3 +314,74 @@ def test_parse_bias_reads_two_tokens_and_a_bonus():
     for text in ("the,cats", "the,cats,4,5", "the,cats,many"):
         with pytest.raises(ValueError, match=f"^--teacher-bias must be CONTEXT,WRONG,BONUS .*got {text!r}$"):
             launch.parse_bias(text)
+
+
+def test_each_flag_is_refused_for_a_task_it_does_not_apply_to():
+    grammar, text = SimpleNamespace(name="grammar"), SimpleNamespace(name="text")
+    with pytest.raises(ValueError, match="^--data is read only with task 'text', but this run's task is 'grammar'$"):
+        launch.check_flags_for_task(grammar, "corpus.txt", None)
+    with pytest.raises(ValueError, match="^--train-tokens sizes the grammar corpus only, but this run's task is 'text'$"):
+        launch.check_flags_for_task(text, None, 1000)
+    launch.check_flags_for_task(grammar, None, 1000)
+    launch.check_flags_for_task(text, "corpus.txt", None)
+
+
+def test_train_tokens_beyond_memory_are_refused_by_name():
+    launch.check_train_tokens(None)
+    launch.check_train_tokens(1000)
+    with pytest.raises(ValueError, match="^--train-tokens 10000000000000 would need about "):
+        launch.check_train_tokens(10**13)
+
+
+def test_a_sweep_refuses_train_tokens_for_another_task(tmp_path):
+    """An addition teacher: --train-tokens (the grammar's corpus size) is refused, not ignored."""
+    folder = tmp_path / "addition"
+    checkpoint.save(str(folder / "checkpoint.npz"), TransformerLM(preset("tiny", 12, 11), seed=0), step=1,
+                    task="addition")
+    with pytest.raises(ValueError, match="^--train-tokens sizes the grammar corpus only, but this run's task is 'addition'"):
+        launch.sweep(str(folder), [0.5], [1.0], DistillConfig(), ONE_STEP, str(tmp_path / "s"), train_tokens=2000)
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_sweep_records_its_settings_and_never_writes_beside_its_teacher(teacher_dir, tmp_path):
+    """run.json holds each setting by the name a refused resume shows; --out inside the teacher's folder
+    is refused, naming --teacher."""
+    base = DistillConfig(form="additive")
+    out = tmp_path / "s"
+    launch.sweep(teacher_dir, [0.5], [1.0], base, ONE_STEP, str(out), student_preset="tiny", train_tokens=2000,
+                 progress=False, out_fn=lambda *a: None)
+    settings = json.loads((out / "run.json").read_text())["settings"]
+    assert settings == {"teacher": run_folder.file_identity(checkpoint.path_of(teacher_dir)), "lams": [0.5],
+                        "temperatures": [1.0], "base": json.loads(json.dumps(base.to_dict())),
+                        "train_config": asdict(ONE_STEP), "student_preset": "tiny", "train_tokens": 2000}
+    with pytest.raises(run_folder.RunFolderError, match="the folder of --teacher"):
+        launch.sweep(teacher_dir, [0.5], [1.0], base, ONE_STEP, os.path.join(teacher_dir, "sweep"),
+                     student_preset="tiny", train_tokens=2000)
+
+
+def test_a_sweep_runs_the_teacher_once_per_step_and_follows_the_base_schedule(teacher_dir, tmp_path, monkeypatch):
+    """Every row trains on the same batches, so the rows after the first take the teacher's logits from
+    one TeacherCache; each row's λ follows the base's schedule over the run's steps."""
+    caches = []
+
+    class Counted(launch.TeacherCache):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            caches.append(self)
+
+    monkeypatch.setattr(launch, "TeacherCache", Counted)
+    trains = recorded_train(monkeypatch)
+    two_steps = replace(ONE_STEP, steps=2)
+    launch.sweep(teacher_dir, [0.5, 1.0], [2.0], DistillConfig(lam_schedule="linear", lam_end=0.0), two_steps,
+                 str(tmp_path / "s"), student_preset="tiny", train_tokens=2000, progress=False, out_fn=lambda *a: None)
+    (cache,) = caches
+    assert cache.hits == 2  # the second row's two steps
+    for (_, kwargs), lam in zip(trains, (0.5, 1.0)):
+        assert kwargs["loss_fn"].cache is cache
+        assert [kwargs["loss_fn"].describe(t)["lam"] for t in (0, 1)] == [lam, schedules.Linear(lam, 0.0, 2)(1)]
+
+
+def test_sweep_names_a_bad_temperature_list_by_its_flag(monkeypatch, capsys):
+    recorder(monkeypatch, "sweep")
+    assert main(["sweep", "--teacher", "T", "--T", "1,x"]) == 2
+    assert capsys.readouterr().err.strip() == "minikd sweep: error: --T must be comma-separated numbers, got '1,x'"
