@@ -12,16 +12,23 @@ import warnings
 from dataclasses import asdict, replace
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
+from reference import assert_same_params
 
+from minikd import backend
 from minikd.nn import schedules
 from minikd.nn.model import PRESETS, TransformerLM, preset
 from minikd.recipes import checkpoint, launch, run_folder
-from minikd.recipes.distill import DistillConfig
+from minikd.recipes.distill import DistillConfig, Distiller
+from minikd.recipes.hidden import HiddenDistiller
+from minikd.recipes.teacher import load_setting, new_student
 from minikd.recipes.train import TrainConfig, train
+from minikd.recipes.train import run as train_run
 from minikd.tools.cli import main
 
 ONE_STEP = TrainConfig(steps=1, batch_size=2, eval_every=1, eval_windows=2, warmup=0, seed=3)
+TWO_STEPS = replace(ONE_STEP, steps=2)  # evaluations at steps 0, 1 and 2
 
 
 @pytest.fixture(scope="module")
@@ -143,15 +150,16 @@ def test_run_defaults_a_small_student_with_a_bar_and_refuses_a_taken_folder(teac
     lines printed; a second call into the finished folder is refused (no resume, no overwrite)."""
     trains = recorded_train(monkeypatch)
     out = str(tmp_path / "run")
-    student, history = launch.run(teacher_dir, DistillConfig(), ONE_STEP, out, train_tokens=2000)
+    student, history = launch.run(teacher_dir, DistillConfig(), TWO_STEPS, out, train_tokens=2000)
     assert student.config.n_embd == PRESETS["small"]["n_embd"] and student.config.n_layer == PRESETS["small"]["n_layer"]
     (trained, *_), kwargs = trains[0]
     assert trained is student and (kwargs["progress"], kwargs["resume"]) == (True, False)
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("distilling ") and "'small' student" in printed[0] and "on grammar" in printed[0]
+    assert printed[0].endswith("forward_kl, lam 0.5 (constant), T 2.0 (constant)")  # no option is on
     assert printed[-1] == f"student: {launch._summary(history[-1])}"
     with pytest.raises(run_folder.RunFolderError, match="already holds a finished 'minikd distill' run"):
-        launch.run(teacher_dir, DistillConfig(), ONE_STEP, out, train_tokens=2000)
+        launch.run(teacher_dir, DistillConfig(), TWO_STEPS, out, train_tokens=2000)
 
 
 def test_sweep_defaults_a_small_student_with_a_bar_and_refuses_a_taken_folder(teacher_dir, tmp_path, capsys,
@@ -385,3 +393,119 @@ def test_sweep_names_a_bad_temperature_list_by_its_flag(monkeypatch, capsys):
     recorder(monkeypatch, "sweep")
     assert main(["sweep", "--teacher", "T", "--T", "1,x"]) == 2
     assert capsys.readouterr().err.strip() == "minikd sweep: error: --T must be comma-separated numbers, got '1,x'"
+
+
+# --- minikd distill's run ----------------------------------------------------------------------------------
+
+def stop_at(step, trains):
+    """A stand-in for launch.train that trains quietly and is interrupted (Ctrl-C) before ``step``."""
+    def stopping(*args, **kwargs):
+        trains.append((args, kwargs))
+        inner = kwargs["loss_fn"]
+
+        def loss_fn(model, x, y, t):
+            if t == step:
+                raise KeyboardInterrupt
+            return inner(model, x, y, t)
+
+        return train(*args, **{**kwargs, "loss_fn": loss_fn, "progress": False})
+    return stopping
+
+
+def test_a_token_level_run_is_the_distiller_of_its_seed(teacher_dir, tmp_path):
+    """With label noise the run's seed decides which labels are corrupted: the student equals one
+    trained by hand with Distiller(seed = the run's seed)."""
+    config = DistillConfig(lam=0.3, label_noise=0.5)
+    student, _ = launch.run(teacher_dir, config, TWO_STEPS, str(tmp_path / "r"), student_preset="tiny",
+                            train_tokens=2000, progress=False, out_fn=lambda *a: None)
+    _, teacher, task = load_setting(teacher_dir, TWO_STEPS.seed, train_tokens=2000)
+    reference = new_student("tiny", task, teacher, TWO_STEPS.seed)
+    train(reference, task, TWO_STEPS, loss_fn=Distiller(teacher, config, 2, seed=TWO_STEPS.seed), progress=False)
+    assert_same_params(student, reference)
+
+
+def test_a_hidden_state_run_stopped_and_resumed_is_the_uninterrupted_one(teacher_dir, tmp_path, monkeypatch):
+    """A hidden-state run with label noise, stopped by Ctrl-C after its step-2 checkpoint and resumed,
+    ends with the student and projections of the run never stopped; that run is HiddenDistiller(seed =
+    the run's seed) trained by hand with its projections; every record logs the step's λ and T, and
+    schedule.jsonl lists each step's."""
+    config = DistillConfig(lam=0.6, lam_end=0.2, lam_schedule="linear", label_noise=0.5)
+    steps = TrainConfig(steps=4, batch_size=2, eval_every=2, eval_windows=2, warmup=0, seed=3)
+    options = dict(student_preset="tiny", train_tokens=2000, hidden_weight=0.5, progress=False,
+                   out_fn=lambda *a: None)
+    whole, _ = launch.run(teacher_dir, config, steps, str(tmp_path / "whole"), **options)
+    _, teacher, task = load_setting(teacher_dir, steps.seed, train_tokens=2000)
+    reference = new_student("tiny", task, teacher, steps.seed)
+    hidden = HiddenDistiller(teacher, reference, config, 4, mu=0.5, seed=steps.seed)
+    train(reference, task, steps, loss_fn=hidden, extra=hidden.projections, progress=False)
+    assert_same_params(whole, reference)
+
+    out = tmp_path / "stopped"
+    trains = []
+    monkeypatch.setattr(launch, "train", stop_at(3, trains))
+    with pytest.raises(KeyboardInterrupt):
+        launch.run(teacher_dir, config, steps, str(out), **options)
+    assert json.loads((out / "run.json").read_text())["finished"] is False
+    resumes = recorded_train(monkeypatch)
+    resumed, _ = launch.run(teacher_dir, config, steps, str(out), resume=True, **options)
+    assert resumes[0][1]["resume"] is True
+    assert_same_params(resumed, whole)
+    saved, kept = (checkpoint.load(str(folder / "checkpoint.npz")).extra_state for folder in (tmp_path / "whole", out))
+    assert set(saved) == set(hidden.projections.state_dict()) and set(kept) == set(saved)
+    for name, value in hidden.projections.state_dict().items():
+        np.testing.assert_array_equal(backend.to_numpy(kept[name]), backend.to_numpy(value), err_msg=name)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["lam"], r["mu"]) for r in records] == [(t, hidden.describe(t)["lam"], 0.5) for t in (0, 2, 4)]
+    schedule = [json.loads(line) for line in (out / "schedule.jsonl").read_text().splitlines()]
+    assert schedule == [{"step": t, **hidden.describe(t)} for t in range(4)]
+
+
+def test_a_run_records_its_settings_and_overwrite_replaces_it(teacher_dir, tmp_path, monkeypatch):
+    """run.json holds each setting by the name a refused resume shows; ``overwrite`` trains the run again
+    in its folder (the same student), ``resume`` reaches the training."""
+    out = tmp_path / "r"
+    config = DistillConfig(form="additive")
+    options = dict(student_preset="tiny", train_tokens=2000, progress=False, out_fn=lambda *a: None)
+    first, _ = launch.run(teacher_dir, config, TWO_STEPS, str(out), **options)
+    settings = json.loads((out / "run.json").read_text())["settings"]
+    assert settings == {"teacher": run_folder.file_identity(checkpoint.path_of(teacher_dir)), "task": "grammar",
+                        "data": None, "student_preset": "tiny", "train_tokens": 2000,
+                        "distill_config": json.loads(json.dumps(config.to_dict())), "train_config": asdict(TWO_STEPS),
+                        "completions": None, "on_policy": 0.0, "hidden_weight": 0.0, "layer_map": None}
+    trains = recorded_train(monkeypatch)
+    again, _ = launch.run(teacher_dir, config, TWO_STEPS, str(out), overwrite=True, **options)
+    assert_same_params(again, first)
+    assert trains[0][1]["resume"] is False
+
+
+def test_a_text_run_records_its_data_file_and_refuses_data_for_another_task(teacher_dir, tmp_path):
+    text = tmp_path / "letters.txt"
+    text.write_text("".join(np.random.default_rng(0).choice(list("abc \n"), 3000)), encoding="utf-8")
+    with pytest.raises(ValueError, match="^--data is read only with task 'text', but this run's task is 'grammar'"):
+        launch.run(teacher_dir, DistillConfig(), TWO_STEPS, str(tmp_path / "g"), data=str(text))
+    text_teacher = tmp_path / "text_teacher"
+    train_run("text", "tiny", ONE_STEP, str(text_teacher), data=str(text), progress=False, out_fn=lambda *a: None)
+    out = tmp_path / "t"
+    launch.run(str(text_teacher), DistillConfig(), ONE_STEP, str(out), data=str(text), student_preset="tiny",
+               progress=False, out_fn=lambda *a: None)
+    settings = json.loads((out / "run.json").read_text())["settings"]
+    assert settings["data"] == run_folder.file_identity(str(text)) and settings["task"] == "text"
+    assert not (tmp_path / "g").exists()
+
+
+def test_completions_must_be_greedy_or_sampled(teacher_dir, tmp_path):
+    with pytest.raises(ValueError, match="^completions must be one of"):
+        launch.run(teacher_dir, DistillConfig(), ONE_STEP, str(tmp_path / "r"), completions="beam")
+    assert not (tmp_path / "r").exists()
+
+
+def test_distill_prints_the_sequence_level_and_on_policy_options(tmp_path):
+    """An (untrained) addition teacher: the first line names the kind of completions and p."""
+    folder = tmp_path / "addition"
+    checkpoint.save(str(folder / "checkpoint.npz"), TransformerLM(preset("tiny", 12, 11), seed=0), step=1,
+                    task="addition")
+    printed = []
+    launch.run(str(folder), DistillConfig(), ONE_STEP, str(tmp_path / "s"), student_preset="tiny",
+               completions="sampled", on_policy=0.5, progress=False, out_fn=printed.append)
+    assert printed[0].endswith("T 2.0 (constant); trained on the teacher's sampled completions; on-policy with p=0.5")
+    assert "exact match" in printed[1]
