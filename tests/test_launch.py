@@ -458,6 +458,9 @@ def test_a_hidden_state_run_stopped_and_resumed_is_the_uninterrupted_one(teacher
     assert [(r["step"], r["lam"], r["mu"]) for r in records] == [(t, hidden.describe(t)["lam"], 0.5) for t in (0, 2, 4)]
     schedule = [json.loads(line) for line in (out / "schedule.jsonl").read_text().splitlines()]
     assert schedule == [{"step": t, **hidden.describe(t)} for t in range(4)]
+    last = PRESETS["tiny"]["n_layer"]
+    assert json.loads((out / "run.json").read_text())["settings"]["layer_map"] == [[last, last]]
+    assert json.loads((out / "distill_config.json").read_text())["layer_map"] == [[last, last]]
 
 
 def test_a_run_records_its_settings_and_overwrite_replaces_it(teacher_dir, tmp_path, monkeypatch):
@@ -493,6 +496,12 @@ def test_a_text_run_records_its_data_file_and_refuses_data_for_another_task(teac
     assert not (tmp_path / "g").exists()
 
 
+def test_a_run_never_writes_beside_its_teacher(teacher_dir):
+    with pytest.raises(run_folder.RunFolderError, match="lies inside the folder of --teacher"):
+        launch.run(teacher_dir, DistillConfig(), ONE_STEP, os.path.join(teacher_dir, "student"), train_tokens=2000)
+    assert not os.path.exists(os.path.join(teacher_dir, "student"))
+
+
 def test_completions_must_be_greedy_or_sampled(teacher_dir, tmp_path):
     with pytest.raises(ValueError, match="^completions must be one of"):
         launch.run(teacher_dir, DistillConfig(), ONE_STEP, str(tmp_path / "r"), completions="beam")
@@ -509,3 +518,18 @@ def test_distill_prints_the_sequence_level_and_on_policy_options(tmp_path):
                completions="sampled", on_policy=0.5, progress=False, out_fn=printed.append)
     assert printed[0].endswith("T 2.0 (constant); trained on the teacher's sampled completions; on-policy with p=0.5")
     assert "exact match" in printed[1]
+
+
+@pytest.mark.parametrize("command", ["distill", "sweep"])
+def test_the_teacher_is_required_and_each_choice_is_checked_by_the_parser(command, monkeypatch, capsys):
+    """Without ``--teacher``, or with a value outside a flag's choices, argparse stops (exit 2, naming the
+    flag) before the command's function is called."""
+    calls = recorder(monkeypatch, "run" if command == "distill" else "sweep")
+    with pytest.raises(SystemExit) as stop:
+        main([command])
+    assert stop.value.code == 2 and "the following arguments are required: --teacher" in capsys.readouterr().err
+    for flag in ("--student-preset", "--divergence", "--form"):
+        with pytest.raises(SystemExit) as stop:
+            main([command, "--teacher", "T", flag, "nonsense"])
+        assert stop.value.code == 2 and f"argument {flag}: invalid choice: 'nonsense'" in capsys.readouterr().err
+    assert calls == []
