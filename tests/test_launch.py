@@ -19,7 +19,7 @@ from reference import assert_same_params
 from minikd import backend
 from minikd.nn import schedules
 from minikd.nn.model import PRESETS, TransformerLM, preset
-from minikd.recipes import checkpoint, launch, run_folder
+from minikd.recipes import checkpoint, launch, run_folder, sizes
 from minikd.recipes.distill import DistillConfig, Distiller
 from minikd.recipes.hidden import HiddenDistiller
 from minikd.recipes.teacher import load_setting, new_student
@@ -248,6 +248,10 @@ def test_read_rows_turns_numbers_back_and_drops_a_cut_last_line(tmp_path):
     line cut short (a killed run) is removed from the file, a missing file has no rows."""
     path = tmp_path / "results.csv"
     assert launch.read_rows(str(path)) == []
+    path.write_bytes(b"")
+    os.utime(path, ns=(10**9, 10**9))
+    assert launch.read_rows(str(path)) == [] and os.stat(path).st_mtime_ns == 10**9  # an empty file is not written
+    path.unlink()
     for row in ({"lam": 0.5, "steps": 2, "divergence": "jsd", "val_loss": 1e-05},
                 {"lam": 1.0, "steps": 3, "divergence": "reverse_kl", "val_loss": 2.5}):
         launch.append_row(str(path), row)
@@ -256,7 +260,9 @@ def test_read_rows_turns_numbers_back_and_drops_a_cut_last_line(tmp_path):
     assert rows == [{"lam": 0.5, "steps": 2, "divergence": "jsd", "val_loss": 1e-05},
                     {"lam": 1.0, "steps": 3, "divergence": "reverse_kl", "val_loss": 2.5}]
     assert [type(v) for v in rows[0].values()] == [float, int, str, float]
-    assert path.read_bytes() == whole  # a complete file is left as it is
+    assert path.read_bytes() == whole
+    os.utime(path, ns=(10**9, 10**9))
+    assert launch.read_rows(str(path)) == rows and os.stat(path).st_mtime_ns == 10**9  # a complete file is not written
     path.write_bytes(whole + b"0.75,4,js")
     assert launch.read_rows(str(path)) == rows and path.read_bytes() == whole  # the cut line gone, the rest as it was
 
@@ -334,11 +340,13 @@ def test_each_flag_is_refused_for_a_task_it_does_not_apply_to():
     launch.check_flags_for_task(text, "corpus.txt", None)
 
 
-def test_train_tokens_beyond_memory_are_refused_by_name():
+def test_train_tokens_beyond_memory_are_refused_by_name(monkeypatch):
+    """32 bytes a token (four int64 copies of the corpus) must fit in the available memory, here 8 MB."""
+    monkeypatch.setattr(sizes, "available_memory", lambda: 8_000_000)
     launch.check_train_tokens(None)
-    launch.check_train_tokens(1000)
-    with pytest.raises(ValueError, match="^--train-tokens 10000000000000 would need about "):
-        launch.check_train_tokens(10**13)
+    launch.check_train_tokens(250_000)
+    with pytest.raises(ValueError, match="^--train-tokens 250001 would need about "):
+        launch.check_train_tokens(250_001)
 
 
 def test_a_sweep_refuses_train_tokens_for_another_task(tmp_path):
@@ -424,43 +432,49 @@ def test_a_token_level_run_is_the_distiller_of_its_seed(teacher_dir, tmp_path):
     assert_same_params(student, reference)
 
 
-def test_a_hidden_state_run_stopped_and_resumed_is_the_uninterrupted_one(teacher_dir, tmp_path, monkeypatch):
-    """A hidden-state run with label noise, stopped by Ctrl-C after its step-2 checkpoint and resumed,
-    ends with the student and projections of the run never stopped; that run is HiddenDistiller(seed =
-    the run's seed) trained by hand with its projections; every record logs the step's λ and T, and
-    schedule.jsonl lists each step's."""
+def test_a_hidden_state_run_stopped_and_resumed_is_the_uninterrupted_one(tmp_path, monkeypatch):
+    """A hidden-state run with label noise, from a teacher wider than the student (so projections are
+    learned), stopped by Ctrl-C after its step-2 checkpoint and resumed, ends with the student and
+    projections of the run never stopped; that run is HiddenDistiller(seed = the run's seed) trained by
+    hand with its projections; every record logs the step's λ and μ, schedule.jsonl lists each step's."""
+    teacher_dir = tmp_path / "teacher"
+    checkpoint.save(str(teacher_dir / "checkpoint.npz"), TransformerLM(preset("small", 60, 32), seed=0), step=1,
+                    task="grammar")
     config = DistillConfig(lam=0.6, lam_end=0.2, lam_schedule="linear", label_noise=0.5)
     steps = TrainConfig(steps=4, batch_size=2, eval_every=2, eval_windows=2, warmup=0, seed=3)
     options = dict(student_preset="tiny", train_tokens=2000, hidden_weight=0.5, progress=False,
                    out_fn=lambda *a: None)
-    whole, _ = launch.run(teacher_dir, config, steps, str(tmp_path / "whole"), **options)
-    _, teacher, task = load_setting(teacher_dir, steps.seed, train_tokens=2000)
+    whole, _ = launch.run(str(teacher_dir), config, steps, str(tmp_path / "whole"), **options)
+    _, teacher, task = load_setting(str(teacher_dir), steps.seed, train_tokens=2000)
     reference = new_student("tiny", task, teacher, steps.seed)
     hidden = HiddenDistiller(teacher, reference, config, 4, mu=0.5, seed=steps.seed)
+    initial = {name: backend.to_numpy(value).copy() for name, value in hidden.projections.state_dict().items()}
     train(reference, task, steps, loss_fn=hidden, extra=hidden.projections, progress=False)
     assert_same_params(whole, reference)
+    learned = {name: backend.to_numpy(value) for name, value in hidden.projections.state_dict().items()}
+    assert learned and all((learned[name] != initial[name]).any() for name in learned)
 
     out = tmp_path / "stopped"
-    trains = []
-    monkeypatch.setattr(launch, "train", stop_at(3, trains))
+    monkeypatch.setattr(launch, "train", stop_at(3, []))
     with pytest.raises(KeyboardInterrupt):
-        launch.run(teacher_dir, config, steps, str(out), **options)
+        launch.run(str(teacher_dir), config, steps, str(out), **options)
     assert json.loads((out / "run.json").read_text())["finished"] is False
     resumes = recorded_train(monkeypatch)
-    resumed, _ = launch.run(teacher_dir, config, steps, str(out), resume=True, **options)
+    resumed, _ = launch.run(str(teacher_dir), config, steps, str(out), resume=True, **options)
     assert resumes[0][1]["resume"] is True
     assert_same_params(resumed, whole)
-    saved, kept = (checkpoint.load(str(folder / "checkpoint.npz")).extra_state for folder in (tmp_path / "whole", out))
-    assert set(saved) == set(hidden.projections.state_dict()) and set(kept) == set(saved)
-    for name, value in hidden.projections.state_dict().items():
-        np.testing.assert_array_equal(backend.to_numpy(kept[name]), backend.to_numpy(value), err_msg=name)
+    for folder in (tmp_path / "whole", out):
+        kept = checkpoint.load(str(folder / "checkpoint.npz")).extra_state
+        assert set(kept) == set(learned), folder
+        for name, value in learned.items():
+            np.testing.assert_array_equal(backend.to_numpy(kept[name]), value, err_msg=name)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [(r["step"], r["lam"], r["mu"]) for r in records] == [(t, hidden.describe(t)["lam"], 0.5) for t in (0, 2, 4)]
     schedule = [json.loads(line) for line in (out / "schedule.jsonl").read_text().splitlines()]
     assert schedule == [{"step": t, **hidden.describe(t)} for t in range(4)]
-    last = PRESETS["tiny"]["n_layer"]
-    assert json.loads((out / "run.json").read_text())["settings"]["layer_map"] == [[last, last]]
-    assert json.loads((out / "distill_config.json").read_text())["layer_map"] == [[last, last]]
+    pairs = [[PRESETS["tiny"]["n_layer"], PRESETS["small"]["n_layer"]]]  # the last block of each
+    assert json.loads((out / "run.json").read_text())["settings"]["layer_map"] == pairs
+    assert json.loads((out / "distill_config.json").read_text())["layer_map"] == pairs
 
 
 def test_a_run_records_its_settings_and_overwrite_replaces_it(teacher_dir, tmp_path, monkeypatch):

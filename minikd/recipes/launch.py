@@ -93,11 +93,12 @@ def check_flags_for_task(task, data, train_tokens):
 
 
 def check_train_tokens(train_tokens):
-    """``--train-tokens``: None (the task's default) or a positive count that fits in memory."""
+    """``--train-tokens``: None (the task's default) or a positive count that fits in memory, at 32 bytes a
+    token (the corpus as int64, sampled and cut: four copies)."""
     if train_tokens is None:
         return
     validate.check_positive_int("--train-tokens", train_tokens)
-    sizes.check_memory(f"--train-tokens {train_tokens}", 4 * 8 * train_tokens)  # int64 tokens, sampled and cut
+    sizes.check_memory(f"--train-tokens {train_tokens}", 4 * 8 * train_tokens)
 
 
 def _summary(final):
