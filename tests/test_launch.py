@@ -542,8 +542,17 @@ def test_the_teacher_is_required_and_each_choice_is_checked_by_the_parser(comman
     with pytest.raises(SystemExit) as stop:
         main([command])
     assert stop.value.code == 2 and "the following arguments are required: --teacher" in capsys.readouterr().err
-    for flag in ("--student-preset", "--divergence", "--form"):
+    own = ("--task", "--schedule", "--T-schedule", "--completions") if command == "distill" else ()
+    for flag in ("--student-preset", "--divergence", "--form", *own):
         with pytest.raises(SystemExit) as stop:
             main([command, "--teacher", "T", flag, "nonsense"])
         assert stop.value.code == 2 and f"argument {flag}: invalid choice: 'nonsense'" in capsys.readouterr().err
     assert calls == []
+
+
+def test_a_sweep_has_no_learning_rate_flag(monkeypatch, capsys):
+    """Every row of a sweep trains at TrainConfig's learning rate: ``--lr`` is not one of its flags."""
+    recorder(monkeypatch, "sweep")
+    with pytest.raises(SystemExit) as stop:
+        main(["sweep", "--teacher", "T", "--lr", "0.1"])
+    assert stop.value.code == 2 and "unrecognized arguments: --lr 0.1" in capsys.readouterr().err
