@@ -522,16 +522,20 @@ def test_completions_must_be_greedy_or_sampled(teacher_dir, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_distill_prints_the_sequence_level_and_on_policy_options(tmp_path):
-    """An (untrained) addition teacher: the first line names the kind of completions and p."""
+def test_distill_prints_the_sequence_level_and_on_policy_options(tmp_path, monkeypatch):
+    """An (untrained) addition teacher: the first line names the kind of completions and p. (The
+    completions themselves are tested in test_workflow_properties; here the task stands in for them.)"""
     folder = tmp_path / "addition"
     checkpoint.save(str(folder / "checkpoint.npz"), TransformerLM(preset("tiny", 12, 11), seed=0), step=1,
                     task="addition")
+    temperatures = []
+    monkeypatch.setattr(launch.sequence, "teacher_completions",
+                        lambda teacher, task, seed, temperature: temperatures.append(temperature) or task)
     printed = []
     launch.run(str(folder), DistillConfig(), ONE_STEP, str(tmp_path / "s"), student_preset="tiny",
                completions="sampled", on_policy=0.5, progress=False, out_fn=printed.append)
     assert printed[0].endswith("T 2.0 (constant); trained on the teacher's sampled completions; on-policy with p=0.5")
-    assert "exact match" in printed[1]
+    assert "exact match" in printed[1] and temperatures == [1.0]  # sampled at T = 1
 
 
 @pytest.mark.parametrize("command", ["distill", "sweep"])
