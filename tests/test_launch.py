@@ -25,7 +25,7 @@ from minikd.recipes.hidden import HiddenDistiller
 from minikd.recipes.teacher import load_setting, new_student
 from minikd.recipes.train import TrainConfig, train
 from minikd.recipes.train import run as train_run
-from minikd.tools.cli import main
+from minikd.tools.cli import main, parser
 
 ONE_STEP = TrainConfig(steps=1, batch_size=2, eval_every=1, eval_windows=2, warmup=0, seed=3)
 TWO_STEPS = replace(ONE_STEP, steps=2)  # evaluations at steps 0, 1 and 2
@@ -132,14 +132,9 @@ def test_an_end_value_warns_only_when_its_schedule_is_constant(monkeypatch, flag
     calls = recorder(monkeypatch, "run")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        launch._distill_command(launch_args(["distill", "--teacher", "T", *flags]))
+        launch._distill_command(parser().parse_args(["distill", "--teacher", "T", *flags]))
     assert [str(w.message) for w in caught] == ([warned] if warned else [])
     assert len(calls) == 1
-
-
-def launch_args(argv):
-    from minikd.tools.cli import parser
-    return parser().parse_args(argv)
 
 
 # --- the functions' defaults ------------------------------------------------------------------------------
