@@ -3,9 +3,9 @@
 import argparse
 import inspect
 import json
-from dataclasses import asdict
 import subprocess
 import sys
+from dataclasses import asdict
 
 from minikd import backend
 from minikd.tools import cli
@@ -67,20 +67,18 @@ def test_version_and_every_flag_has_help_and_shows_its_default(capsys):
 
 
 def test_cli_defaults_come_from_the_config_dataclasses():
-    from minikd.recipes.distill import DistillConfig
-    from minikd.recipes.train import TrainConfig
+    from minikd.nn.model import PRESETS, ModelConfig
     from minikd.recipes import weak_to_strong
+    from minikd.recipes.distill import DistillConfig
+    from minikd.recipes.train import OPTIMIZERS, TrainConfig
     from minikd.recipes.weak_to_strong import WeakToStrongConfig
+    from minikd.tasks.data import TASKS
 
     top = cli.parser()
     distill = top.parse_args(["distill", "--teacher", "x"])
     assert (distill.lam, distill.T, distill.divergence, distill.form) == (
         DistillConfig.lam, DistillConfig.T, DistillConfig.divergence, DistillConfig.form)
     assert (distill.steps, distill.batch_size, distill.lr) == (TrainConfig.steps, TrainConfig.batch_size, TrainConfig.lr)
-    from minikd.nn.model import PRESETS, ModelConfig
-    from minikd.recipes.train import OPTIMIZERS
-    from minikd.tasks.data import TASKS
-
     train = top.parse_args(["train"])  # by default, the grammar teacher (as `minikd train --help` says)
     assert (train.task, train.preset, train.optimizer, train.dropout) == ("grammar", "teacher", TrainConfig.optimizer,
                                                                           ModelConfig.dropout)
@@ -98,11 +96,11 @@ def test_cli_defaults_come_from_the_config_dataclasses():
 
 
 def test_generate_and_eval_on_a_trained_run(tmp_path, capsys):
+    from minikd.recipes.train import TrainConfig
+
     run = tmp_path / "run"
     assert cli.main(["train", "--task", "addition", "--preset", "tiny", "--steps", "4", "--eval-every", "4",
                      "--out", str(run), "--quiet"]) == 0
-    from minikd.recipes.train import TrainConfig
-
     accuracy = json.load(open(run / "summary.json"))["accuracy"]  # the printout reads the summary's
     assert f"exact-match accuracy {accuracy:.1%} on {TrainConfig.eval_windows} validation problems" \
         in capsys.readouterr().out

@@ -52,11 +52,13 @@ def test_checkpoint_round_trip_is_exact(task, tmp_path):
     assert [f for f in os.listdir(tmp_path) if f.endswith(".tmp")] == []  # nothing left half-written
 
 
-def crash_at_7(model, x, y, step):
-    """The default loss, interrupted at step 7 (after the checkpoint of step 4)."""
-    if step == 7:
-        raise KeyboardInterrupt
-    return cross_entropy_loss(model, x, y, step)
+def stop_at(stop):
+    """The default loss, interrupted (as by Ctrl-C) at step ``stop``."""
+    def loss_fn(model, x, y, step):
+        if step == stop:
+            raise KeyboardInterrupt
+        return cross_entropy_loss(model, x, y, step)
+    return loss_fn
 
 
 def test_resume_equals_uninterrupted(task, tmp_path, capsys):
@@ -64,7 +66,7 @@ def test_resume_equals_uninterrupted(task, tmp_path, capsys):
     whole = tiny_model(task, dropout=0.1)
     history = train(whole, task, CONFIG, out=str(tmp_path / "whole"), progress=False)
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_model(task, dropout=0.1), task, CONFIG, out=str(tmp_path / "split"), loss_fn=crash_at_7,
+        train(tiny_model(task, dropout=0.1), task, CONFIG, out=str(tmp_path / "split"), loss_fn=stop_at(7),
               progress=False)
     capsys.readouterr()
     resumed = tiny_model(task, dropout=0.1)
@@ -80,7 +82,7 @@ def test_train_resume_names_each_changed_training_setting(task, tmp_path):
     """``train(resume=True)`` itself (not only the run folder) refuses a checkpoint made with other
     TrainConfig values, naming every differing field, and leaves the folder as it was."""
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_model(task), task, CONFIG, out=str(tmp_path), loss_fn=crash_at_7, progress=False)
+        train(tiny_model(task), task, CONFIG, out=str(tmp_path), loss_fn=stop_at(7), progress=False)
     other = replace(CONFIG, seed=6, steps=16)
     with pytest.raises(ValueError, match=r"trained with other settings \(seed: was 5, now 6; steps: was 12, now 16\)"):
         train(tiny_model(task), task, other, out=str(tmp_path), resume=True, progress=False)
@@ -111,13 +113,6 @@ def test_a_fresh_run_starts_a_new_metrics_file_and_the_model_keeps_its_mode(task
 def test_checkpoints_are_written_from_the_first_evaluation_after_step_0(task, tmp_path):
     """Step 0 (the untrained model) is evaluated but not saved: a run stopped at step 0 leaves no
     checkpoint (it starts again from 0); with eval_every = 1, one stopped at step 1 has step 1's."""
-    def stop_at(stop):
-        def loss_fn(model, x, y, step):
-            if step == stop:
-                raise KeyboardInterrupt
-            return cross_entropy_loss(model, x, y, step)
-        return loss_fn
-
     with pytest.raises(KeyboardInterrupt):
         train(tiny_model(task), task, CONFIG, out=str(tmp_path / "a"), loss_fn=stop_at(0), progress=False)
     assert not (tmp_path / "a" / "checkpoint.npz").exists() and read_metrics(str(tmp_path / "a"))[0]["step"] == 0
